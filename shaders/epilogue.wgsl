@@ -1,0 +1,48 @@
+// Shared prelude (prepended by the shader registry, never compiled alone): the activation
+// functions and the fused epilogue of matmul and convolution kernels.
+//
+// A kernel that uses `epilogue` declares, under these names:
+//   meta.n, meta.has_bias, meta.has_scale, meta.has_res, meta.act   (u32 fields of its Meta)
+//   bias: array<f32> [N], scale: array<f32> [N], res: array<f32> [M, N]  (read-only storage)
+// and computes   out[row, col] = act(scale[col] * (acc + bias[col]) + res[row, col]),
+// each term only when its flag is set. `scale` is LayerScale (ViT, ConvNeXt); `res` the
+// residual stream (ResNet adds it before its ReLU, ViTs after LayerScale with act = none).
+
+const ACT_NONE: u32 = 0u;
+const ACT_RELU: u32 = 1u;
+const ACT_RELU6: u32 = 2u;
+const ACT_GELU: u32 = 3u;
+const ACT_SILU: u32 = 4u;
+const ACT_GELU_TANH: u32 = 5u;
+
+// erf by Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7, so GELU stays within
+// f32 rounding of PyTorch's exact (erf) GELU at the magnitudes activations take.
+fn erf_approx(x: f32) -> f32 {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let y = 1.0 - poly * exp(-z * z);
+    return select(y, -y, x < 0.0);
+}
+
+fn activate(v: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return clamp(v, 0.0, 6.0); }
+        case 3u: { return 0.5 * v * (1.0 + erf_approx(v * 0.7071067811865476)); }
+        case 4u: { return v / (1.0 + exp(-v)); }
+        case 5u: {
+            let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+            return 0.5 * v * (1.0 + tanh(u));
+        }
+        default: { return v; }
+    }
+}
+
+fn epilogue(acc: f32, row: u32, col: u32) -> f32 {
+    var v = acc;
+    if (meta.has_bias != 0u) { v += bias[col]; }
+    if (meta.has_scale != 0u) { v *= scale[col]; }
+    if (meta.has_res != 0u) { v += res[row * meta.n + col]; }
+    return activate(v, meta.act);
+}

@@ -1,0 +1,86 @@
+// matmul_tiled: out[M, N] = epilogue(A[M, K] @ B[K, N]), the variant for real GPUs.
+//
+// Bindings: 0 meta; 1 a [rows at a_stride]; 2 b [K, N]; 3 bias [N]; 4 scale [N]; 5 res [M, N];
+//           6 out [M, N].
+// Grid: (ceil(N / 64), ceil(M / 64)); 256 invocations, each owning a 4x4 block of the 64x64
+// output tile; A and B tiles of depth 16 are staged in workgroup memory (8 KiB).
+// `a_stride` lets A be a strided row selection (e.g. the CLS token of every image).
+// Reference: the classic shared-memory tiling (e.g. CUTLASS's SIMT tiles); any M, N, K.
+
+struct Meta {
+    m: u32, n: u32, k: u32, a_stride: u32,
+    has_bias: u32, has_scale: u32, has_res: u32, act: u32,
+}
+
+@group(0) @binding(0) var<uniform> meta: Meta;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> scale: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [TK][TM]
+var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
+
+@compute @workgroup_size(16, 16)
+fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TM;
+    let col0 = wid.x * TN;
+    let tid = lid.y * 16u + lid.x;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+
+    for (var k0 = 0u; k0 < meta.k; k0 += TK) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = tid + i * 256u;
+            let r = e / TK;
+            let kk = e % TK;
+            var v = 0.0;
+            if (row0 + r < meta.m && k0 + kk < meta.k) {
+                v = a[(row0 + r) * meta.a_stride + k0 + kk];
+            }
+            a_tile[kk * TM + r] = v;
+        }
+        for (var i = 0u; i < 4u; i++) {
+            let e = tid + i * 256u;
+            let kk = e / TN;
+            let c = e % TN;
+            var v = 0.0;
+            if (k0 + kk < meta.k && col0 + c < meta.n) {
+                v = b[(k0 + kk) * meta.n + col0 + c];
+            }
+            b_tile[kk * TN + c] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            var af: array<f32, 4>;
+            var bf: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                af[i] = a_tile[kk * TM + lid.y * 4u + i];
+                bf[i] = b_tile[kk * TN + lid.x * 4u + i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] += af[i] * bf[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + lid.y * 4u + i;
+        for (var j = 0u; j < 4u; j++) {
+            let c = col0 + lid.x * 4u + j;
+            if (r < meta.m && c < meta.n) {
+                out[r * meta.n + c] = epilogue(acc[i * 4u + j], r, c);
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The device: adapter choice, limits, features, the pipeline cache, buffer helpers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::shaders;
+use crate::gpu::tensor::Tensor;
+
+/// How the user chose the adapter (`--backend`, `--adapter`).
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// One of vulkan, metal, dx12, gl; `None` means all backends.
+    pub backend: Option<String>,
+    /// A case-insensitive substring of the adapter's name.
+    pub adapter: Option<String>,
+}
+
+/// What every output records about the adapter that produced it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub subgroups: bool,
+}
+
+type PipelineKey = (&'static str, Vec<(String, u64)>);
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    lost: Arc<Mutex<Option<String>>>,
+    /// Bound where a kernel's optional input is absent (bindings cannot be left empty).
+    dummy: Tensor,
+}
+
+fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => wgpu::Backends::VULKAN,
+        "metal" | "mtl" => wgpu::Backends::METAL,
+        "dx12" | "d3d12" => wgpu::Backends::DX12,
+        "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+        other => {
+            return Err(Error::Usage(format!(
+                "unknown backend '{other}': expected one of vulkan, metal, dx12, gl"
+            )));
+        }
+    })
+}
+
+/// Rank adapters: discrete > integrated > virtual > CPU > other; among equals prefer Vulkan,
+/// Metal and DX12 over GL (GL lacks subgroups and storage-buffer limits are lower).
+fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 1,
+        _ => 0,
+    };
+    (kind, backend)
+}
+
+impl Gpu {
+    /// Open the best adapter allowed by `options`, asking for its own limits (wgpu's defaults
+    /// are lower than what adapters offer) and the SUBGROUP and TIMESTAMP_QUERY features where
+    /// they exist.
+    pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        let backends = match &options.backend {
+            Some(name) => parse_backend(name)?,
+            None => wgpu::Backends::all(),
+        };
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if let Some(wanted) = &options.adapter {
+            let wanted = wanted.to_lowercase();
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&wanted));
+            if adapters.is_empty() {
+                return Err(Error::Usage(format!(
+                    "no adapter name contains '{wanted}'; available: {}",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                )));
+            }
+        }
+        adapters.sort_by_key(|a| std::cmp::Reverse(adapter_rank(&a.get_info())));
+        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
+            hint: match &options.backend {
+                Some(b) => format!(" for backend '{b}'"),
+                None => String::new(),
+            },
+        })?;
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::SHADER_F16;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("sparsescope"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Device {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_cb.lock().unwrap() = Some(format!("{reason:?}: {message}"));
+        });
+        // Validation errors are programming errors of ours; they are caught with error scopes
+        // where they can happen and must never abort the process from a callback thread.
+        device.on_uncaptured_error(Arc::new(|e| {
+            eprintln!("sparsescope: uncaptured GPU error: {e}");
+        }));
+        let dummy_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("absent input"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Gpu {
+            dummy: Tensor::new(dummy_buffer, vec![4]),
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            pipelines: Mutex::new(HashMap::new()),
+            lost,
+        })
+    }
+
+    /// A software adapter (lavapipe, SwiftShader, WARP) wants kernels shaped for SIMD CPUs.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// A 16-byte buffer to bind for an optional input that is absent.
+    pub fn dummy(&self) -> Tensor {
+        self.dummy.clone()
+    }
+
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    pub fn summary(&self) -> AdapterSummary {
+        AdapterSummary {
+            name: self.info.name.clone(),
+            backend: format!("{:?}", self.info.backend).to_lowercase(),
+            device_type: format!("{:?}", self.info.device_type),
+            driver: self.info.driver.clone(),
+            driver_info: self.info.driver_info.clone(),
+            subgroups: self.has_subgroups(),
+        }
+    }
+
+    /// Fails with a clear message once the device is gone (driver reset, GPU removed).
+    pub fn check_alive(&self) -> Result<()> {
+        match self.lost.lock().unwrap().as_ref() {
+            Some(reason) => Err(Error::Gpu {
+                context: format!("device '{}'", self.info.name),
+                message: format!("the device was lost ({reason})"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The compute pipeline of kernel `name` (file name = entry point) with these override
+    /// constants, compiled once per process.
+    pub fn pipeline(
+        &self,
+        name: &'static str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key: PipelineKey = (
+            name,
+            constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let source = shaders::source(name).ok_or_else(|| Error::Gpu {
+            context: format!("kernel '{name}'"),
+            message: "no shader of that name is registered".into(),
+        })?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: Some(name),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                context: format!("compiling kernel '{name}'"),
+                message: e.to_string(),
+            });
+        }
+        let pipeline = Arc::new(pipeline);
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A storage buffer of `len` f32 (or 4-byte) elements, refusing sizes over the binding limit.
+    pub fn zeros(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        let buffer = self.storage_buffer(label, (len.max(1) * 4) as u64)?;
+        Ok(Tensor::new(buffer, shape.to_vec()))
+    }
+
+    pub fn storage_buffer(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
+        let size = size.div_ceil(16) * 16;
+        let limit = self.limits.max_storage_buffer_binding_size as u64;
+        if size > limit {
+            return Err(Error::Limit {
+                what: format!("buffer '{label}'"),
+                needed: size,
+                limit,
+                adapter: self.info.name.clone(),
+                advice: "use a smaller --batch or smaller input images".into(),
+            });
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Upload 4-byte elements (f32, u32) into a new storage tensor.
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, shape: &[usize], data: &[T]) -> Result<Tensor> {
+        assert_eq!(std::mem::size_of::<T>(), 4, "tensors hold 4-byte elements");
+        let len: usize = shape.iter().product();
+        if len != data.len() {
+            return Err(Error::shape(
+                label,
+                format!("{} elements given for shape {shape:?} ({len} elements)", data.len()),
+            ));
+        }
+        let t = self.zeros(label, shape)?;
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// Overwrite a tensor's contents (e.g. the input of the next batch).
+    pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+    }
+
+    /// Blocking read-back of a whole tensor (tests, finalisation; never per batch in a run).
+    pub fn read<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
+        let bytes = self.read_bytes(&t.buffer, 0, (t.len() * 4) as u64)?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let padded = size.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: padded.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
+        self.queue.submit([encoder.finish()]);
+        self.map_and_wait(&staging)?;
+        let data = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
+                context: "reading results back".into(),
+                message: e.to_string(),
+            })?;
+            view[..size as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Map a MAP_READ buffer and wait until the GPU is done with it.
+    pub fn map_and_wait(&self, buffer: &wgpu::Buffer) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Gpu {
+                context: "reading results back".into(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(Error::Gpu {
+                context: "reading results back".into(),
+                message: "the map callback never ran".into(),
+            }),
+        }
+    }
+
+    /// Block until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                context: format!("waiting for device '{}'", self.info.name),
+                message: e.to_string(),
+            })?;
+        self.check_alive()
+    }
+}

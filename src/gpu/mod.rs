@@ -1,0 +1,12 @@
+//! The GPU engine: device and limits, the shader registry and pipeline cache, tensors, and the
+//! recorded `Plan` of kernel dispatches. Kernels themselves are in `ops`, one function each.
+
+pub mod context;
+pub mod ops;
+pub mod plan;
+pub mod shaders;
+pub mod tensor;
+
+pub use context::{AdapterSummary, Gpu, GpuOptions};
+pub use plan::{Dispatch, Plan, Step, grid};
+pub use tensor::Tensor;

@@ -1,0 +1,25 @@
+//! One constructor function per kernel: each checks shapes and returns a `Dispatch`.
+
+mod attention;
+mod layernorm;
+mod matmul;
+mod vit;
+
+pub use attention::attention;
+pub use layernorm::layernorm;
+pub use matmul::{Act, Epilogue, matmul};
+pub use vit::{patch_im2col, vit_tokens};
+
+use crate::error::{Error, Result};
+use crate::gpu::Tensor;
+
+/// Fail with a message naming the op when `t` does not hold at least `len` elements.
+pub(crate) fn check_len(op: &str, what: &str, t: &Tensor, len: usize) -> Result<()> {
+    if t.len() < len {
+        return Err(Error::shape(
+            op,
+            format!("{what} holds {} elements ({:?}), {len} needed", t.len(), t.shape),
+        ));
+    }
+    Ok(())
+}

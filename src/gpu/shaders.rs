@@ -1,0 +1,39 @@
+//! The one registry of WGSL kernel sources. Each kernel is `shaders/<name>.wgsl` with entry
+//! point `<name>`; a kernel may list preludes (shared WGSL functions) that are prepended.
+
+const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
+
+macro_rules! kernels {
+    ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
+        /// (name, preludes, body) of every kernel.
+        const KERNELS: &[(&str, &[&str], &str)] = &[
+            $(($name, &[$($prelude),*], include_str!(concat!("../../shaders/", $name, ".wgsl")))),*
+        ];
+    };
+}
+
+kernels! {
+    "matmul_tiled" + EPILOGUE,
+    "layernorm",
+    "attention",
+    "patch_im2col",
+    "vit_tokens",
+}
+
+/// The full WGSL source of kernel `name` (preludes first), or `None` if unknown.
+pub fn source(name: &str) -> Option<String> {
+    KERNELS.iter().find(|(n, _, _)| *n == name).map(|(_, preludes, body)| {
+        let mut s = String::new();
+        for p in *preludes {
+            s.push_str(p);
+            s.push('\n');
+        }
+        s.push_str(body);
+        s
+    })
+}
+
+/// Every registered kernel name (tests compile them all).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    KERNELS.iter().map(|(n, _, _)| *n)
+}

@@ -1,0 +1,9 @@
+//! sparsescope: activation statistics of vision networks, computed on any wgpu adapter.
+//!
+//! `gpu` holds the engine (device, kernels, plans), `model` the architectures built on it,
+//! `stats` the statistics fed from taps of the forward pass, `data` the image input.
+
+pub mod error;
+pub mod gpu;
+
+pub use error::{Error, Result};
