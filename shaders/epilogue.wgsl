@@ -2,7 +2,7 @@
 // functions and the fused epilogue of matmul and convolution kernels.
 //
 // A kernel that uses `epilogue` declares, under these names:
-//   meta.n, meta.has_bias, meta.has_scale, meta.has_res, meta.act   (u32 fields of its Meta)
+//   params.n, params.has_bias, params.has_scale, params.has_res, params.act   (u32 fields of its Meta)
 //   bias: array<f32> [N], scale: array<f32> [N], res: array<f32> [M, N]  (read-only storage)
 // and computes   out[row, col] = act(scale[col] * (acc + bias[col]) + res[row, col]),
 // each term only when its flag is set. `scale` is LayerScale (ViT, ConvNeXt); `res` the
@@ -41,8 +41,8 @@ fn activate(v: f32, act: u32) -> f32 {
 
 fn epilogue(acc: f32, row: u32, col: u32) -> f32 {
     var v = acc;
-    if (meta.has_bias != 0u) { v += bias[col]; }
-    if (meta.has_scale != 0u) { v *= scale[col]; }
-    if (meta.has_res != 0u) { v += res[row * meta.n + col]; }
-    return activate(v, meta.act);
+    if (params.has_bias != 0u) { v += bias[col]; }
+    if (params.has_scale != 0u) { v *= scale[col]; }
+    if (params.has_res != 0u) { v += res[row * params.n + col]; }
+    return activate(v, params.act);
 }

@@ -1,6 +1,6 @@
 // matmul_tiled: out[M, N] = epilogue(A[M, K] @ B[K, N]), the variant for real GPUs.
 //
-// Bindings: 0 meta; 1 a [rows at a_stride]; 2 b [K, N]; 3 bias [N]; 4 scale [N]; 5 res [M, N];
+// Bindings: 0 params (Meta); 1 a [rows at a_stride]; 2 b [K, N]; 3 bias [N]; 4 scale [N]; 5 res [M, N];
 //           6 out [M, N].
 // Grid: (ceil(N / 64), ceil(M / 64)); 256 invocations, each owning a 4x4 block of the 64x64
 // output tile; A and B tiles of depth 16 are staged in workgroup memory (8 KiB).
@@ -12,7 +12,7 @@ struct Meta {
     has_bias: u32, has_scale: u32, has_res: u32, act: u32,
 }
 
-@group(0) @binding(0) var<uniform> meta: Meta;
+@group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -36,14 +36,14 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
 
-    for (var k0 = 0u; k0 < meta.k; k0 += TK) {
+    for (var k0 = 0u; k0 < params.k; k0 += TK) {
         for (var i = 0u; i < 4u; i++) {
             let e = tid + i * 256u;
             let r = e / TK;
             let kk = e % TK;
             var v = 0.0;
-            if (row0 + r < meta.m && k0 + kk < meta.k) {
-                v = a[(row0 + r) * meta.a_stride + k0 + kk];
+            if (row0 + r < params.m && k0 + kk < params.k) {
+                v = a[(row0 + r) * params.a_stride + k0 + kk];
             }
             a_tile[kk * TM + r] = v;
         }
@@ -52,8 +52,8 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             let kk = e / TN;
             let c = e % TN;
             var v = 0.0;
-            if (k0 + kk < meta.k && col0 + c < meta.n) {
-                v = b[(k0 + kk) * meta.n + col0 + c];
+            if (k0 + kk < params.k && col0 + c < params.n) {
+                v = b[(k0 + kk) * params.n + col0 + c];
             }
             b_tile[kk * TN + c] = v;
         }
@@ -78,8 +78,8 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         let r = row0 + lid.y * 4u + i;
         for (var j = 0u; j < 4u; j++) {
             let c = col0 + lid.x * 4u + j;
-            if (r < meta.m && c < meta.n) {
-                out[r * meta.n + c] = epilogue(acc[i * 4u + j], r, c);
+            if (r < params.m && c < params.n) {
+                out[r * params.n + c] = epilogue(acc[i * 4u + j], r, c);
             }
         }
     }

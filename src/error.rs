@@ -7,7 +7,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no GPU adapter found{hint}; on Linux without a GPU install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers")]
+    #[error(
+        "no GPU adapter found{hint}; on Linux without a GPU install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers"
+    )]
     NoAdapter { hint: String },
 
     #[error("could not open a device on adapter '{adapter}': {reason}")]

@@ -92,17 +92,24 @@ impl Gpu {
             if adapters.is_empty() {
                 return Err(Error::Usage(format!(
                     "no adapter name contains '{wanted}'; available: {}",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 )));
             }
         }
         adapters.sort_by_key(|a| std::cmp::Reverse(adapter_rank(&a.get_info())));
-        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
-            hint: match &options.backend {
-                Some(b) => format!(" for backend '{b}'"),
-                None => String::new(),
-            },
-        })?;
+        let adapter = adapters
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoAdapter {
+                hint: match &options.backend {
+                    Some(b) => format!(" for backend '{b}'"),
+                    None => String::new(),
+                },
+            })?;
         Self::from_adapter(adapter)
     }
 
@@ -199,7 +206,10 @@ impl Gpu {
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let key: PipelineKey = (
             name,
-            constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
+            constants
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_bits()))
+                .collect(),
         );
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
@@ -209,21 +219,25 @@ impl Gpu {
             message: "no shader of that name is registered".into(),
         })?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(name),
-            layout: None,
-            module: &module,
-            entry_point: Some(name),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
                 context: format!("compiling kernel '{name}'"),
@@ -265,23 +279,33 @@ impl Gpu {
     }
 
     /// Upload 4-byte elements (f32, u32) into a new storage tensor.
-    pub fn upload<T: bytemuck::Pod>(&self, label: &str, shape: &[usize], data: &[T]) -> Result<Tensor> {
+    pub fn upload<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        shape: &[usize],
+        data: &[T],
+    ) -> Result<Tensor> {
         assert_eq!(std::mem::size_of::<T>(), 4, "tensors hold 4-byte elements");
         let len: usize = shape.iter().product();
         if len != data.len() {
             return Err(Error::shape(
                 label,
-                format!("{} elements given for shape {shape:?} ({len} elements)", data.len()),
+                format!(
+                    "{} elements given for shape {shape:?} ({len} elements)",
+                    data.len()
+                ),
             ));
         }
         let t = self.zeros(label, shape)?;
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
         Ok(t)
     }
 
     /// Overwrite a tensor's contents (e.g. the input of the next batch).
     pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
     }
 
     /// Blocking read-back of a whole tensor (tests, finalisation; never per batch in a run).
@@ -303,10 +327,13 @@ impl Gpu {
         self.queue.submit([encoder.finish()]);
         self.map_and_wait(&staging)?;
         let data = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
-                context: "reading results back".into(),
-                message: e.to_string(),
-            })?;
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu {
+                    context: "reading results back".into(),
+                    message: e.to_string(),
+                })?;
             view[..size as usize].to_vec()
         };
         staging.unmap();
@@ -316,11 +343,9 @@ impl Gpu {
     /// Map a MAP_READ buffer and wait until the GPU is done with it.
     pub fn map_and_wait(&self, buffer: &wgpu::Buffer) -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
-        buffer
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
         self.wait()?;
         match rx.recv() {
             Ok(Ok(())) => Ok(()),

@@ -134,10 +134,7 @@ impl Plan {
     }
 
     /// Replace every `Tap(i)` with the steps `hook(i)` returns.
-    pub fn with_hooks(
-        &self,
-        mut hook: impl FnMut(usize) -> Result<Vec<Step>>,
-    ) -> Result<Plan> {
+    pub fn with_hooks(&self, mut hook: impl FnMut(usize) -> Result<Vec<Step>>) -> Result<Plan> {
         let mut steps = Vec::with_capacity(self.steps.len());
         for s in &self.steps {
             match s {

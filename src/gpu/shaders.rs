@@ -22,15 +22,18 @@ kernels! {
 
 /// The full WGSL source of kernel `name` (preludes first), or `None` if unknown.
 pub fn source(name: &str) -> Option<String> {
-    KERNELS.iter().find(|(n, _, _)| *n == name).map(|(_, preludes, body)| {
-        let mut s = String::new();
-        for p in *preludes {
-            s.push_str(p);
-            s.push('\n');
-        }
-        s.push_str(body);
-        s
-    })
+    KERNELS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, preludes, body)| {
+            let mut s = String::new();
+            for p in *preludes {
+                s.push_str(p);
+                s.push('\n');
+            }
+            s.push_str(body);
+            s
+        })
 }
 
 /// Every registered kernel name (tests compile them all).

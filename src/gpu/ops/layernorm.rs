@@ -28,10 +28,25 @@ pub fn layernorm(
     if weight.len() != cols || bias.len() != cols {
         return Err(Error::shape(
             OP,
-            format!("weight {:?} and bias {:?} must have {cols} elements", weight.shape, bias.shape),
+            format!(
+                "weight {:?} and bias {:?} must have {cols} elements",
+                weight.shape, bias.shape
+            ),
         ));
     }
     check_len(OP, "out", out, rows * cols)?;
-    let meta = Meta { rows: rows as u32, cols: cols as u32, eps, _pad: 0 };
-    Dispatch::new(gpu, "layernorm", &[], &meta, &[x, weight, bias, out], grid(gpu, rows))
+    let meta = Meta {
+        rows: rows as u32,
+        cols: cols as u32,
+        eps,
+        _pad: 0,
+    };
+    Dispatch::new(
+        gpu,
+        "layernorm",
+        &[],
+        &meta,
+        &[x, weight, bias, out],
+        grid(gpu, rows),
+    )
 }

@@ -116,7 +116,10 @@ pub fn matmul(
         s => return Err(Error::shape(OP, format!("B must be [K, N], got {s:?}"))),
     };
     if a_stride < k {
-        return Err(Error::shape(OP, format!("A row stride {a_stride} is below K = {k}")));
+        return Err(Error::shape(
+            OP,
+            format!("A row stride {a_stride} is below K = {k}"),
+        ));
     }
     if m > 0 {
         check_len(OP, "A", a, (m - 1) * a_stride + k)?;
@@ -151,6 +154,8 @@ pub fn matmul(
         out,
     ];
     let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
-    Ok(Dispatch::new(gpu, "matmul_tiled", &[], &meta, &tensors, groups)?
-        .with_flops(2 * (m * n * k) as u64))
+    Ok(
+        Dispatch::new(gpu, "matmul_tiled", &[], &meta, &tensors, groups)?
+            .with_flops(2 * (m * n * k) as u64),
+    )
 }

@@ -18,7 +18,11 @@ pub(crate) fn check_len(op: &str, what: &str, t: &Tensor, len: usize) -> Result<
     if t.len() < len {
         return Err(Error::shape(
             op,
-            format!("{what} holds {} elements ({:?}), {len} needed", t.len(), t.shape),
+            format!(
+                "{what} holds {} elements ({:?}), {len} needed",
+                t.len(),
+                t.shape
+            ),
         ));
     }
     Ok(())

@@ -11,7 +11,7 @@ struct Im2colMeta {
     channels: u32,
     height: u32,
     width: u32,
-    patch: u32,
+    psize: u32,
     gh: u32,
     gw: u32,
     total: u32,
@@ -22,11 +22,17 @@ struct Im2colMeta {
 pub fn patch_im2col(gpu: &Gpu, img: &Tensor, patch: usize, out: &Tensor) -> Result<Dispatch> {
     const OP: &str = "patch_im2col";
     let [b, c, h, w] = img.shape[..] else {
-        return Err(Error::shape(OP, format!("image batch must be [B, C, H, W], got {:?}", img.shape)));
+        return Err(Error::shape(
+            OP,
+            format!("image batch must be [B, C, H, W], got {:?}", img.shape),
+        ));
     };
     let (gh, gw) = (h / patch, w / patch);
     if gh == 0 || gw == 0 {
-        return Err(Error::shape(OP, format!("image {h}x{w} is smaller than one {patch}x{patch} patch")));
+        return Err(Error::shape(
+            OP,
+            format!("image {h}x{w} is smaller than one {patch}x{patch} patch"),
+        ));
     }
     let total = b * gh * gw * c * patch * patch;
     check_len(OP, "out", out, total)?;
@@ -35,12 +41,19 @@ pub fn patch_im2col(gpu: &Gpu, img: &Tensor, patch: usize, out: &Tensor) -> Resu
         channels: c as u32,
         height: h as u32,
         width: w as u32,
-        patch: patch as u32,
+        psize: patch as u32,
         gh: gh as u32,
         gw: gw as u32,
         total: total as u32,
     };
-    Dispatch::new(gpu, OP, &[], &meta, &[img, out], grid(gpu, total.div_ceil(256)))
+    Dispatch::new(
+        gpu,
+        OP,
+        &[],
+        &meta,
+        &[img, out],
+        grid(gpu, total.div_ceil(256)),
+    )
 }
 
 #[repr(C)]
@@ -75,6 +88,18 @@ pub fn vit_tokens(
     }
     let total = batch * (p + 1) * dim;
     check_len(OP, "out", out, total)?;
-    let meta = TokensMeta { batch: batch as u32, patches: p as u32, dim: dim as u32, total: total as u32 };
-    Dispatch::new(gpu, OP, &[], &meta, &[patches, cls, pos, out], grid(gpu, total.div_ceil(256)))
+    let meta = TokensMeta {
+        batch: batch as u32,
+        patches: p as u32,
+        dim: dim as u32,
+        total: total as u32,
+    };
+    Dispatch::new(
+        gpu,
+        OP,
+        &[],
+        &meta,
+        &[patches, cls, pos, out],
+        grid(gpu, total.div_ceil(256)),
+    )
 }

@@ -1,0 +1,275 @@
+//! Every kernel against a plain Rust reference, on random shapes that include sizes which are
+//! not multiples of the tile, vector or workgroup size.
+
+mod support;
+
+use sparsescope::gpu::ops::{self, Act, Epilogue};
+use sparsescope::gpu::{Plan, shaders};
+use support::{Rng, assert_close, gpu};
+
+#[test]
+fn every_registered_kernel_compiles() {
+    let gpu = gpu();
+    for name in shaders::names() {
+        gpu.pipeline(name, &[]).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn matmul_reference(
+    a: &[f32],
+    a_stride: usize,
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    scale: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f64;
+            for kk in 0..k {
+                acc += a[i * a_stride + kk] as f64 * b[kk * n + j] as f64;
+            }
+            let mut v = acc as f32;
+            if let Some(bias) = bias {
+                v += bias[j];
+            }
+            if let Some(scale) = scale {
+                v *= scale[j];
+            }
+            if let Some(res) = res {
+                v += res[i * n + j];
+            }
+            out[i * n + j] = act.apply(v);
+        }
+    }
+    out
+}
+
+#[test]
+fn matmul_matches_reference_on_odd_shapes() {
+    let gpu = gpu();
+    let mut rng = Rng::new(1);
+    let acts = [
+        Act::None,
+        Act::Relu,
+        Act::Relu6,
+        Act::Gelu,
+        Act::Silu,
+        Act::GeluTanh,
+    ];
+    for (case, &(m, k, n)) in [
+        (1, 1, 1),
+        (7, 13, 5),
+        (64, 64, 64),
+        (65, 33, 130),
+        (130, 70, 3),
+        (17, 192, 96),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a_stride = if case % 2 == 0 { k } else { k + 3 };
+        let a = rng.vec(m.max(1) * a_stride, -1.0, 1.0);
+        let b = rng.vec(k * n, -1.0, 1.0);
+        let bias = rng.vec(n, -0.5, 0.5);
+        let scale = rng.vec(n, 0.1, 1.0);
+        let res = rng.vec(m * n, -1.0, 1.0);
+        let act = acts[case % acts.len()];
+        let ta = gpu.upload("a", &[a.len()], &a).unwrap();
+        let tb = gpu.upload("b", &[k, n], &b).unwrap();
+        let tbias = gpu.upload("bias", &[n], &bias).unwrap();
+        let tscale = gpu.upload("scale", &[n], &scale).unwrap();
+        let tres = gpu.upload("res", &[m, n], &res).unwrap();
+        let out = gpu.zeros("out", &[m, n]).unwrap();
+        for (with_bias, with_scale, with_res) in [
+            (false, false, false),
+            (true, true, true),
+            (true, false, true),
+        ] {
+            let epi = Epilogue {
+                bias: with_bias.then_some(&tbias),
+                scale: with_scale.then_some(&tscale),
+                residual: with_res.then_some(&tres),
+                act,
+            };
+            let mut plan = Plan::default();
+            plan.push(ops::matmul(&gpu, &ta, a_stride, &tb, &out, m, epi).unwrap());
+            plan.run(&gpu).unwrap();
+            let got: Vec<f32> = gpu.read(&out).unwrap();
+            let want = matmul_reference(
+                &a,
+                a_stride,
+                &b,
+                m,
+                k,
+                n,
+                with_bias.then_some(&bias[..]),
+                with_scale.then_some(&scale[..]),
+                with_res.then_some(&res[..]),
+                act,
+            );
+            let what = format!(
+                "matmul m={m} k={k} n={n} stride={a_stride} act={act:?} bias={with_bias} scale={with_scale} res={with_res}"
+            );
+            assert_close(&what, &got, &want, 1e-5 * (k as f32).sqrt(), 1e-5);
+        }
+    }
+}
+
+#[test]
+fn matmul_rejects_mismatched_shapes() {
+    let gpu = gpu();
+    let a = gpu.zeros("a", &[4, 8]).unwrap();
+    let b = gpu.zeros("b", &[8, 4]).unwrap();
+    let small = gpu.zeros("out", &[3, 4]).unwrap();
+    let err = ops::matmul(&gpu, &a, 8, &b, &small, 4, Epilogue::default()).unwrap_err();
+    assert!(err.to_string().contains("out holds 12 elements"), "{err}");
+    let err = ops::matmul(&gpu, &a, 4, &b, &small, 1, Epilogue::default()).unwrap_err();
+    assert!(err.to_string().contains("stride 4 is below K = 8"), "{err}");
+}
+
+#[test]
+fn layernorm_matches_reference() {
+    let gpu = gpu();
+    let mut rng = Rng::new(2);
+    for &(rows, cols) in &[(1, 1), (3, 7), (17, 192), (5, 385), (70000, 3)] {
+        let x: Vec<f32> = rng.vec(rows * cols, -3.0, 5.0);
+        let w = rng.vec(cols, 0.5, 1.5);
+        let b = rng.vec(cols, -0.2, 0.2);
+        let eps = 1e-6;
+        let tx = gpu.upload("x", &[rows, cols], &x).unwrap();
+        let tw = gpu.upload("w", &[cols], &w).unwrap();
+        let tb = gpu.upload("b", &[cols], &b).unwrap();
+        let out = gpu.zeros("out", &[rows, cols]).unwrap();
+        let mut plan = Plan::default();
+        plan.push(ops::layernorm(&gpu, &tx, &tw, &tb, eps, &out).unwrap());
+        plan.run(&gpu).unwrap();
+        let got: Vec<f32> = gpu.read(&out).unwrap();
+        let mut want = vec![0.0; rows * cols];
+        for r in 0..rows {
+            let row = &x[r * cols..(r + 1) * cols];
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+            for c in 0..cols {
+                want[r * cols + c] = ((row[c] as f64 - mean) / (var + eps as f64).sqrt()
+                    * w[c] as f64
+                    + b[c] as f64) as f32;
+            }
+        }
+        assert_close(&format!("layernorm {rows}x{cols}"), &got, &want, 2e-5, 1e-5);
+    }
+}
+
+#[test]
+fn attention_matches_reference() {
+    let gpu = gpu();
+    let mut rng = Rng::new(3);
+    for &(batch, tokens, heads, dh) in
+        &[(1, 1, 1, 1), (2, 17, 3, 64), (1, 70, 2, 13), (3, 5, 4, 96)]
+    {
+        let width = heads * dh;
+        let qkv = rng.vec(batch * tokens * 3 * width, -2.0, 2.0);
+        let tq = gpu
+            .upload("qkv", &[batch, tokens, 3 * width], &qkv)
+            .unwrap();
+        let out = gpu.zeros("out", &[batch, tokens, width]).unwrap();
+        let mut plan = Plan::default();
+        plan.push(ops::attention(&gpu, &tq, batch, tokens, heads, dh, &out).unwrap());
+        plan.run(&gpu).unwrap();
+        let got: Vec<f32> = gpu.read(&out).unwrap();
+        let mut want = vec![0.0; batch * tokens * width];
+        let at = |b: usize, t: usize, part: usize, h: usize, d: usize| {
+            qkv[(b * tokens + t) * 3 * width + part * width + h * dh + d] as f64
+        };
+        for b in 0..batch {
+            for h in 0..heads {
+                for t in 0..tokens {
+                    let scores: Vec<f64> = (0..tokens)
+                        .map(|j| {
+                            (0..dh)
+                                .map(|d| at(b, t, 0, h, d) * at(b, j, 1, h, d))
+                                .sum::<f64>()
+                                / (dh as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for d in 0..dh {
+                        let v: f64 =
+                            (0..tokens).map(|j| e[j] * at(b, j, 2, h, d)).sum::<f64>() / sum;
+                        want[(b * tokens + t) * width + h * dh + d] = v as f32;
+                    }
+                }
+            }
+        }
+        assert_close(
+            &format!("attention b={batch} t={tokens} h={heads} dh={dh}"),
+            &got,
+            &want,
+            1e-5,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn patch_embedding_kernels_match_reference() {
+    let gpu = gpu();
+    let mut rng = Rng::new(4);
+    let (b, c, h, w, p, d) = (2, 3, 30, 45, 14, 5);
+    let img = rng.vec(b * c * h * w, -1.0, 1.0);
+    let (gh, gw) = (h / p, w / p);
+    let timg = gpu.upload("img", &[b, c, h, w], &img).unwrap();
+    let cols = gpu.zeros("cols", &[b * gh * gw, c * p * p]).unwrap();
+    let mut plan = Plan::default();
+    plan.push(ops::patch_im2col(&gpu, &timg, p, &cols).unwrap());
+    // Tokens: treat the first d columns of each patch row as its "embedding".
+    let patches: Vec<f32> = rng.vec(b * gh * gw * d, -1.0, 1.0);
+    let cls = rng.vec(d, -1.0, 1.0);
+    let pos = rng.vec((gh * gw + 1) * d, -1.0, 1.0);
+    let tp = gpu.upload("patches", &[b * gh * gw, d], &patches).unwrap();
+    let tc = gpu.upload("cls", &[d], &cls).unwrap();
+    let tpos = gpu.upload("pos", &[gh * gw + 1, d], &pos).unwrap();
+    let tokens = gpu.zeros("tokens", &[b, gh * gw + 1, d]).unwrap();
+    plan.push(ops::vit_tokens(&gpu, &tp, &tc, &tpos, b, &tokens).unwrap());
+    plan.run(&gpu).unwrap();
+
+    let got: Vec<f32> = gpu.read(&cols).unwrap();
+    let mut want = Vec::new();
+    for bi in 0..b {
+        for py in 0..gh {
+            for px in 0..gw {
+                for ci in 0..c {
+                    for ky in 0..p {
+                        for kx in 0..p {
+                            want.push(img[((bi * c + ci) * h + py * p + ky) * w + px * p + kx]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_close("patch_im2col", &got, &want, 0.0, 0.0);
+
+    let got: Vec<f32> = gpu.read(&tokens).unwrap();
+    let mut want = Vec::new();
+    for bi in 0..b {
+        for t in 0..=gh * gw {
+            for di in 0..d {
+                let base = if t == 0 {
+                    cls[di]
+                } else {
+                    patches[(bi * gh * gw + t - 1) * d + di]
+                };
+                want.push(base + pos[t * d + di]);
+            }
+        }
+    }
+    assert_close("vit_tokens", &got, &want, 0.0, 0.0);
+}
