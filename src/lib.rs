@@ -3,7 +3,11 @@
 //! `gpu` holds the engine (device, kernels, plans), `model` the architectures built on it,
 //! `stats` the statistics fed from taps of the forward pass, `data` the image input.
 
+pub mod data;
 pub mod error;
+pub mod extract;
 pub mod gpu;
+pub mod model;
+pub mod npy;
 
 pub use error::{Error, Result};
