@@ -61,6 +61,106 @@ fn read_floats(gpu: &Gpu, r: &Readback, count: usize) -> Result<Vec<f32>> {
     Ok(data)
 }
 
+/// A forward plan whose chosen taps (and logits) are copied out right where they are ready.
+pub struct TapReader {
+    plan: crate::gpu::Plan,
+    input: crate::gpu::Tensor,
+    batch: usize,
+    image_len: usize,
+    taps: Vec<TapInfo>,
+    slots: Vec<Readback>,
+    logits: Option<(Readback, usize)>,
+}
+
+/// One batch's values: per chosen tap `[n, P, C]`, and `[n, classes]` logits.
+pub struct BatchValues {
+    pub taps: Vec<Vec<f32>>,
+    pub logits: Option<Vec<f32>>,
+}
+
+impl TapReader {
+    /// Record `model`'s forward pass for `batch` images of `height` x `width`, reading back the
+    /// taps at indices `chosen` (into `model.taps()`).
+    pub fn new(
+        gpu: &Gpu,
+        model: &dyn Network,
+        batch: usize,
+        height: usize,
+        width: usize,
+        chosen: &[usize],
+    ) -> Result<TapReader> {
+        let forward = model.forward(gpu, batch, height, width)?;
+        let mut slot_of: Vec<Option<usize>> = vec![None; forward.taps.len()];
+        let mut slots = Vec::with_capacity(chosen.len());
+        for (k, &i) in chosen.iter().enumerate() {
+            slot_of[i] = Some(k);
+            slots.push(readback(gpu, forward.tensors[i].len()));
+        }
+        let mut plan = forward.plan.with_hooks(|i| {
+            Ok(match slot_of[i] {
+                Some(k) => vec![Step::Copy {
+                    src: forward.tensors[i].clone(),
+                    dst: slots[k].buffer.clone(),
+                    dst_offset: 0,
+                }],
+                None => vec![],
+            })
+        })?;
+        let logits = forward.logits.as_ref().map(|l| {
+            let r = readback(gpu, l.len());
+            plan.steps.push(Step::Copy {
+                src: l.clone(),
+                dst: r.buffer.clone(),
+                dst_offset: 0,
+            });
+            (r, l.shape[1])
+        });
+        Ok(TapReader {
+            plan,
+            input: forward.input,
+            batch,
+            image_len: 3 * height * width,
+            taps: chosen.iter().map(|&i| forward.taps[i].clone()).collect(),
+            slots,
+            logits,
+        })
+    }
+
+    pub fn classes(&self) -> Option<usize> {
+        self.logits.as_ref().map(|(_, c)| *c)
+    }
+
+    /// Run `n <= batch` images (NCHW `data`) and read their values back.
+    pub fn run(&self, gpu: &Gpu, data: &[f32], n: usize) -> Result<BatchValues> {
+        if n == 0 || n > self.batch || data.len() != n * self.image_len {
+            return Err(Error::shape(
+                "forward",
+                format!(
+                    "{} floats for {n} images of {} (batch {})",
+                    data.len(),
+                    self.image_len,
+                    self.batch
+                ),
+            ));
+        }
+        let mut padded = data.to_vec();
+        padded.resize(self.batch * self.image_len, 0.0);
+        gpu.write(&self.input, &padded);
+        self.plan.run(gpu)?;
+        let taps = self
+            .slots
+            .iter()
+            .zip(&self.taps)
+            .map(|(r, t)| read_floats(gpu, r, n * t.positions * t.channels))
+            .collect::<Result<Vec<_>>>()?;
+        let logits = match &self.logits {
+            Some((r, classes)) => Some(read_floats(gpu, r, n * classes)?),
+            None => None,
+        };
+        Ok(BatchValues { taps, logits })
+    }
+}
+
 /// Run `model` over `source` and write `out/<tap>.npy` ([N, P, C] f32) for the chosen taps and
 /// `out/logits.npy` ([N, classes]) when the model has a head. `progress` gets images done.
 pub fn extract(
@@ -77,32 +177,7 @@ pub fn extract(
     std::fs::create_dir_all(out)
         .map_err(|e| Error::file(out, format!("cannot create the output folder: {e}")))?;
     let batch = options.batch.clamp(1, source.len().max(1));
-    let forward = model.forward(gpu, batch, height, width)?;
-
-    let mut slots: Vec<Option<Readback>> = (0..all.len()).map(|_| None).collect();
-    for &i in &chosen {
-        slots[i] = Some(readback(gpu, batch * all[i].positions * all[i].channels));
-    }
-    let plan = forward.plan.with_hooks(|i| {
-        Ok(match &slots[i] {
-            Some(r) => vec![Step::Copy {
-                src: forward.tensors[i].clone(),
-                dst: r.buffer.clone(),
-                dst_offset: 0,
-            }],
-            None => vec![],
-        })
-    })?;
-    let mut plan = plan;
-    let logits_slot = forward.logits.as_ref().map(|l| {
-        let r = readback(gpu, l.len());
-        plan.steps.push(Step::Copy {
-            src: l.clone(),
-            dst: r.buffer.clone(),
-            dst_offset: 0,
-        });
-        (r, l.shape[1])
-    });
+    let reader = TapReader::new(gpu, model, batch, height, width, &chosen)?;
 
     let total = source.len();
     let mut writers = Vec::new();
@@ -116,20 +191,17 @@ pub fn extract(
         files.push(path);
     }
     let logits_path = out.join("logits.npy");
-    let mut logits_writer = match &logits_slot {
-        Some((_, classes)) => Some(NpyWriter::<f32>::create(&logits_path, &[total, *classes])?),
+    let mut logits_writer = match reader.classes() {
+        Some(classes) => Some(NpyWriter::<f32>::create(&logits_path, &[total, classes])?),
         None => None,
     };
 
     let mut skipped = Vec::new();
     let mut done = 0;
-    let image_len = 3 * height * width;
-    let mut padded = vec![0.0f32; batch * image_len];
     for b in &mut source {
         let b = b?;
-        if !b.skipped.is_empty() {
+        if let Some((path, why)) = b.skipped.first() {
             if options.strict {
-                let (path, why) = &b.skipped[0];
                 return Err(Error::file(
                     path,
                     format!("unreadable image ({why}); --strict stops here"),
@@ -137,47 +209,36 @@ pub fn extract(
             }
             skipped.extend(b.skipped.iter().cloned());
         }
-        let n = b.len();
-        if n == 0 {
+        if b.is_empty() {
             continue;
         }
-        padded[..n * image_len].copy_from_slice(&b.data);
-        padded[n * image_len..].fill(0.0);
-        gpu.write(&forward.input, &padded);
-        plan.run(gpu)?;
-        for (w, &i) in writers.iter_mut().zip(&chosen) {
-            let r = slots[i]
-                .as_ref()
-                .expect("chosen taps have read-back buffers");
-            w.append(&read_floats(
-                gpu,
-                r,
-                n * all[i].positions * all[i].channels,
-            )?)?;
+        let values = reader.run(gpu, &b.data, b.len())?;
+        for (w, v) in writers.iter_mut().zip(&values.taps) {
+            w.append(v)?;
         }
-        if let (Some(w), Some((r, classes))) = (logits_writer.as_mut(), logits_slot.as_ref()) {
-            w.append(&read_floats(gpu, r, n * classes)?)?;
+        if let (Some(w), Some(v)) = (logits_writer.as_mut(), &values.logits) {
+            w.append(v)?;
         }
-        done += n;
+        done += b.len();
         progress(done);
     }
-    let images = done;
-    if images == 0 {
+    if done == 0 {
         return Err(Error::Usage(
             "no image could be read; nothing was extracted".into(),
         ));
     }
     for w in writers {
-        w.finish_rows(images)?;
+        w.finish_rows(done)?;
     }
+    let has_logits = logits_writer.is_some();
     if let Some(w) = logits_writer {
-        w.finish_rows(images)?;
+        w.finish_rows(done)?;
     }
     Ok(ExtractReport {
-        images,
+        images: done,
         skipped,
         taps: chosen.iter().map(|&i| all[i].clone()).collect(),
         files,
-        logits: logits_slot.map(|_| logits_path),
+        logits: has_logits.then_some(logits_path),
     })
 }

@@ -1,6 +1,7 @@
 //! Every kernel against a plain Rust reference, on random shapes that include sizes which are
 //! not multiples of the tile, vector or workgroup size.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use sparsescope::gpu::ops::{self, Act, Epilogue};
