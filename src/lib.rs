@@ -9,5 +9,6 @@ pub mod extract;
 pub mod gpu;
 pub mod model;
 pub mod npy;
+pub mod predict;
 
 pub use error::{Error, Result};

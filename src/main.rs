@@ -11,6 +11,7 @@ use sparsescope::data::BatchSource;
 use sparsescope::extract::{ExtractOptions, extract};
 use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
+use sparsescope::predict::predict;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +86,20 @@ enum Command {
         /// Stop at the first unreadable image instead of skipping it with a warning.
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        model_args: ModelArgs,
+    },
+    /// Print the top-5 ImageNet classes of a classifier for each image.
+    Predict {
+        /// A .safetensors checkpoint with a classifier head.
+        #[arg(long)]
+        model: PathBuf,
+        /// Image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// How many classes to print per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -187,6 +202,26 @@ fn run(cli: Cli) -> Result<()> {
                     report.files.len(),
                     out.display()
                 );
+            }
+        }
+        Command::Predict {
+            model: path,
+            images,
+            top,
+            model_args,
+        } => {
+            let gpu = open_gpu(&cli.gpu)?;
+            let net = model::load(&gpu, path, &model_options(model_args))?;
+            let predictions = predict(&gpu, net.as_ref(), images, *top)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&predictions)?);
+            } else {
+                for p in &predictions {
+                    println!("{}", p.image.display());
+                    for (index, name, prob) in &p.top {
+                        println!("  {:6.2}%  {name} ({index})", 100.0 * prob);
+                    }
+                }
             }
         }
     }
