@@ -91,7 +91,8 @@ pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
             format!("({})", parts.join(", "))
         }
     };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_repr}, }}");
+    let mut dict =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_repr}, }}");
     if let Some(first) = shape.first() {
         let digits = first.to_string().len();
         dict.push_str(&" ".repeat(GROWTH_AXIS_MAX_DIGITS.saturating_sub(digits)));
@@ -120,7 +121,7 @@ fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
         ));
     }
     let (major, minor) = (bytes[6], bytes[7]);
-    let (header_len, start) = match major {
+    let (header_len, start): (usize, usize) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             if bytes.len() < 12 {
@@ -155,7 +156,12 @@ fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
                 .or_else(|| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
                 .map(str::to_string)
         })
-        .ok_or_else(|| bad(format!(".npy header has no readable 'descr': {}", text.trim())))?;
+        .ok_or_else(|| {
+            bad(format!(
+                ".npy header has no readable 'descr': {}",
+                text.trim()
+            ))
+        })?;
     let fortran_order = match dict_value(text, "fortran_order").map(str::trim) {
         Some("False") => false,
         Some("True") => true,
@@ -170,7 +176,12 @@ fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
         .map(str::trim)
         .and_then(|v| v.strip_prefix('('))
         .and_then(|v| v.strip_suffix(')'))
-        .ok_or_else(|| bad(format!(".npy header has no readable 'shape': {}", text.trim())))?;
+        .ok_or_else(|| {
+            bad(format!(
+                ".npy header has no readable 'shape': {}",
+                text.trim()
+            ))
+        })?;
     let mut shape = Vec::new();
     for part in shape_text.split(',') {
         let part = part.trim();
@@ -195,7 +206,9 @@ fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
 /// the comma that ends it (commas inside a tuple do not end it).
 fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let quoted = [format!("'{key}'"), format!("\"{key}\"")];
-    let pos = quoted.iter().find_map(|q| text.find(q.as_str()).map(|p| p + q.len()))?;
+    let pos = quoted
+        .iter()
+        .find_map(|q| text.find(q.as_str()).map(|p| p + q.len()))?;
     let rest = text[pos..].trim_start().strip_prefix(':')?;
     let mut depth = 0usize;
     for (i, c) in rest.char_indices() {
@@ -237,12 +250,8 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<NpyHeader> {
     }
     let header = parse_header(&bytes, path)?;
     check_layout(&header, path)?;
-    let itemsize = itemsize(&header.descr).ok_or_else(|| {
-        Error::file(
-            path,
-            format!("dtype '{}' is not supported", header.descr),
-        )
-    })?;
+    let itemsize = itemsize(&header.descr)
+        .ok_or_else(|| Error::file(path, format!("dtype '{}' is not supported", header.descr)))?;
     let data_bytes = header
         .shape
         .iter()
@@ -310,7 +319,8 @@ fn descr_matches(descr: &str, want: &str) -> bool {
     // Byte order is meaningless for one-byte types; '=' is native, i.e. little here.
     let kind = |d: &str| d.trim_start_matches(['<', '>', '|', '=']).to_string();
     let one_byte = itemsize(want) == Some(1);
-    kind(descr) == kind(want) && (one_byte || descr.starts_with('=') && cfg!(target_endian = "little"))
+    kind(descr) == kind(want)
+        && (one_byte || descr.starts_with('=') && cfg!(target_endian = "little"))
 }
 
 fn read_data(path: &Path) -> Result<(NpyHeader, Vec<u8>)> {
@@ -390,7 +400,8 @@ impl NpyRowReader {
                 ),
             ));
         };
-        let file = File::open(&path).map_err(|e| Error::file(&path, format!("cannot open: {e}")))?;
+        let file =
+            File::open(&path).map_err(|e| Error::file(&path, format!("cannot open: {e}")))?;
         let row_len = header.shape.iter().skip(1).product();
         Ok(NpyRowReader {
             path,
@@ -438,7 +449,12 @@ impl NpyRowReader {
         self.file
             .seek(SeekFrom::Start(offset))
             .and_then(|_| self.file.read_exact(&mut bytes))
-            .map_err(|e| Error::file(&self.path, format!("cannot read rows {start}..{}: {e}", start + count)))?;
+            .map_err(|e| {
+                Error::file(
+                    &self.path,
+                    format!("cannot read rows {start}..{}: {e}", start + count),
+                )
+            })?;
         Ok(if self.is_f64 {
             bytes
                 .chunks_exact(8)
@@ -499,7 +515,10 @@ impl<T: NpyElement> NpyWriter<T> {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let file = File::create(&temp).map_err(|e| {
-            Error::file(&path, format!("cannot create temporary file {}: {e}", temp.display()))
+            Error::file(
+                &path,
+                format!("cannot create temporary file {}: {e}", temp.display()),
+            )
         })?;
         let mut writer = NpyWriter {
             path,
@@ -577,6 +596,39 @@ impl<T: NpyElement> NpyWriter<T> {
         } else {
             self.written / self.row_len
         }
+    }
+
+    /// Like `finish`, for a stream that ended with fewer rows than declared (images skipped as
+    /// unreadable): the header is rewritten in place with `rows` as the leading dimension. The
+    /// header keeps its length because numpy's layout leaves room for the leading dimension to
+    /// grow (`GROWTH_AXIS_MAX_DIGITS`).
+    pub fn finish_rows(mut self, rows: usize) -> Result<()> {
+        if rows != self.rows_written() || rows > self.shape.first().copied().unwrap_or(0) {
+            return Err(Error::file(
+                &self.path,
+                format!(
+                    "{} rows written, {rows} claimed, shape {:?}",
+                    self.rows_written(),
+                    self.shape
+                ),
+            ));
+        }
+        if self.shape.first().is_some_and(|&n| rows < n) {
+            let old_len = header_bytes(T::DESCR, &self.shape).len();
+            self.shape[0] = rows;
+            self.total = rows * self.row_len;
+            let header = header_bytes(T::DESCR, &self.shape);
+            assert_eq!(
+                header.len(),
+                old_len,
+                "npy headers leave room for the leading dimension"
+            );
+            let out = self.out.as_mut().expect("NpyWriter used after finish");
+            out.seek(std::io::SeekFrom::Start(0))
+                .map_err(|e| Error::file(&self.path, format!("cannot rewrite the header: {e}")))?;
+            self.write_bytes(&header)?;
+        }
+        self.finish()
     }
 
     /// Check that all rows arrived, flush to disk and rename into place.

@@ -75,7 +75,10 @@ pub fn decode_rgb8(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         ));
     }
     if pixels == 0 {
-        return Err(Error::file(path, format!("image is {width} x {height}: no pixels")));
+        return Err(Error::file(
+            path,
+            format!("image is {width} x {height}: no pixels"),
+        ));
     }
 
     let mut r = reader(bytes)?;
@@ -90,10 +93,13 @@ pub fn decode_rgb8(bytes: &[u8], path: &Path) -> Result<RgbImage> {
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        Error::file(path, format!("{format_name} decoder crashed on this file: {msg}"))
+        Error::file(
+            path,
+            format!("{format_name} decoder crashed on this file: {msg}"),
+        )
     })?;
-    let img = decoded
-        .map_err(|e| Error::file(path, format!("cannot decode {format_name}: {e}")))?;
+    let img =
+        decoded.map_err(|e| Error::file(path, format!("cannot decode {format_name}: {e}")))?;
     Ok(to_rgb8(img))
 }
 
@@ -104,13 +110,19 @@ pub fn to_rgb8(img: DynamicImage) -> RgbImage {
     let n = w as usize * h as usize;
     match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
-        DynamicImage::ImageRgba8(rgba) => {
-            from_fn(rgba.as_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect())
-        }
+        DynamicImage::ImageRgba8(rgba) => from_fn(
+            rgba.as_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect(),
+        ),
         DynamicImage::ImageLuma8(l) => from_fn(l.as_raw().iter().flat_map(|&v| [v; 3]).collect()),
-        DynamicImage::ImageLumaA8(la) => {
-            from_fn(la.as_raw().chunks_exact(2).flat_map(|p| [p[0]; 3]).collect())
-        }
+        DynamicImage::ImageLumaA8(la) => from_fn(
+            la.as_raw()
+                .chunks_exact(2)
+                .flat_map(|p| [p[0]; 3])
+                .collect(),
+        ),
         DynamicImage::ImageRgb16(rgb) => {
             from_fn(rgb.as_raw().iter().map(|&v| (v >> 8) as u8).collect())
         }
@@ -120,12 +132,18 @@ pub fn to_rgb8(img: DynamicImage) -> RgbImage {
                 .flat_map(|p| [p[0], p[1], p[2]].map(|v| (v >> 8) as u8))
                 .collect(),
         ),
-        DynamicImage::ImageLuma16(l) => {
-            from_fn(l.as_raw().iter().flat_map(|&v| [(v >> 8) as u8; 3]).collect())
-        }
-        DynamicImage::ImageLumaA16(la) => {
-            from_fn(la.as_raw().chunks_exact(2).flat_map(|p| [(p[0] >> 8) as u8; 3]).collect())
-        }
+        DynamicImage::ImageLuma16(l) => from_fn(
+            l.as_raw()
+                .iter()
+                .flat_map(|&v| [(v >> 8) as u8; 3])
+                .collect(),
+        ),
+        DynamicImage::ImageLumaA16(la) => from_fn(
+            la.as_raw()
+                .chunks_exact(2)
+                .flat_map(|p| [(p[0] >> 8) as u8; 3])
+                .collect(),
+        ),
         other => {
             // Float layouts (and any the image crate adds later): its own conversion clamps
             // to [0, 1] and scales to 0..255.

@@ -30,9 +30,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// File extensions taken as images (compared case-insensitively).
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff",
-];
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
 
 /// Whether a path has one of the image extensions.
 pub fn is_image_path(path: &Path) -> bool {
@@ -67,7 +65,8 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 
 /// Entries of a directory, sorted by name, hidden ones skipped.
 fn sorted_entries(dir: &Path) -> Result<Vec<(std::ffi::OsString, PathBuf)>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot list folder: {e}")))?;
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot list folder: {e}")))?;
     let mut out = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| Error::file(dir, format!("cannot list folder: {e}")))?;
@@ -85,7 +84,8 @@ impl ImageSet {
     /// Scan a folder as described in the module comment.
     pub fn from_folder(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let meta = std::fs::metadata(dir).map_err(|e| Error::file(dir, format!("cannot open: {e}")))?;
+        let meta =
+            std::fs::metadata(dir).map_err(|e| Error::file(dir, format!("cannot open: {e}")))?;
         if !meta.is_dir() {
             return Err(Error::file(dir, "not a folder"));
         }
@@ -99,7 +99,9 @@ impl ImageSet {
             if meta.is_dir() {
                 let mut files = Vec::new();
                 for (sub_name, sub_path) in sorted_entries(&path)? {
-                    if is_image_path(&sub_path) && std::fs::metadata(&sub_path).is_ok_and(|m| m.is_file()) {
+                    if is_image_path(&sub_path)
+                        && std::fs::metadata(&sub_path).is_ok_and(|m| m.is_file())
+                    {
                         files.push(PathBuf::from(&name).join(sub_name));
                     }
                 }

@@ -238,7 +238,11 @@ impl Preprocess {
         let (row_first, row_last) = match &vert {
             Some(v) => {
                 let first = rows.clone().map(|r| v.start[r]).min().unwrap_or(0);
-                let last = rows.clone().map(|r| v.start[r] + v.len[r]).max().unwrap_or(0);
+                let last = rows
+                    .clone()
+                    .map(|r| v.start[r] + v.len[r])
+                    .max()
+                    .unwrap_or(0);
                 (first, last)
             }
             None => (rows.start, rows.end),
@@ -459,7 +463,8 @@ mod tests {
     #[test]
     fn identity_resize_is_a_copy() {
         let p = Preprocess::imagenet(5, 1.0, Interpolation::Bicubic).unwrap();
-        let img = image::RgbImage::from_fn(5, 5, |x, y| image::Rgb([x as u8 * 40, y as u8 * 50, 7]));
+        let img =
+            image::RgbImage::from_fn(5, 5, |x, y| image::Rgb([x as u8 * 40, y as u8 * 50, 7]));
         assert_eq!(p.resize_crop(&img), img);
     }
 
@@ -472,7 +477,10 @@ mod tests {
             for (w, h) in [(7, 5), (300, 200), (18, 40)] {
                 let img = image::RgbImage::from_pixel(w, h, image::Rgb([200, 0, 255]));
                 let out = p.resize_crop(&img);
-                assert!(out.pixels().all(|px| px.0 == [200, 0, 255]), "{interp} {w}x{h}");
+                assert!(
+                    out.pixels().all(|px| px.0 == [200, 0, 255]),
+                    "{interp} {w}x{h}"
+                );
             }
         }
     }
