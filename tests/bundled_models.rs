@@ -58,3 +58,58 @@ fn dinov2_vits14_matches_onnxruntime() {
         .fold(0.0f32, f32::max);
     eprintln!("dinov2_vits14 vs onnxruntime (f16 weights): max abs diff {max:.3e}");
 }
+
+/// EfficientNet-Lite0 (TF-port names): logits match the package's own PyTorch model run by
+/// torch on the same preprocessed input (models/make_efficientnet_reference.py).
+#[test]
+fn efficientnet_lite0_matches_pytorch() {
+    let gpu = gpu();
+    let net = model::load(
+        &gpu,
+        &models_dir().join("efficientnet_lite0.safetensors"),
+        &ModelOptions::default(),
+    )
+    .unwrap();
+    let (shape, input) =
+        read_npy_f32(models_dir().join("reference/efficientnet_lite0_input.npy")).unwrap();
+    let (want_shape, want) =
+        read_npy_f32(models_dir().join("reference/efficientnet_lite0_logits.npy")).unwrap();
+    let [n, 3, h, w] = shape[..] else {
+        panic!("input shape {shape:?}")
+    };
+    let reader = TapReader::new(&gpu, net.as_ref(), n, h, w, &[]).unwrap();
+    let got = reader.run(&gpu, &input, n).unwrap().logits.unwrap();
+    assert_eq!(want_shape, vec![n, 1000]);
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("efficientnet_lite0 vs PyTorch: max abs logit diff {max:.3e}");
+    // Logits span about +-20; f32 summation order differs between oneDNN and the GPU.
+    assert_close("efficientnet_lite0 logits", &got, &want, 1e-3, 1e-4);
+}
+
+/// The issue asks for "Egyptian cat" as chelsea's top-1. With the standard TF-Lite evaluation
+/// (resize 256, centre crop 224, (x - 127) / 128), both this project and the PyTorch port give
+/// tiger cat 0.395 first and Egyptian cat 0.355 second (models/README.md): the test asserts
+/// what the reference framework gives, not the hoped-for answer.
+#[test]
+fn efficientnet_lite0_predicts_the_bundled_photos() {
+    let gpu = gpu();
+    let net = model::load(
+        &gpu,
+        &models_dir().join("efficientnet_lite0.safetensors"),
+        &ModelOptions::default(),
+    )
+    .unwrap();
+    let images = [
+        models_dir().join("images/coffee.png"),
+        models_dir().join("images/chelsea.png"),
+    ];
+    let p = sparsescope::predict::predict(&gpu, net.as_ref(), &images, 5).unwrap();
+    assert_eq!(p[0].top[0].1, "espresso", "{:?}", p[0].top);
+    assert!(p[0].top[0].2 > 0.9, "{:?}", p[0].top);
+    let cats: Vec<&str> = p[1].top[..2].iter().map(|t| t.1.as_str()).collect();
+    assert_eq!(cats, ["tiger cat", "Egyptian cat"], "{:?}", p[1].top);
+}

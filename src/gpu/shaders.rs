@@ -14,10 +14,15 @@ macro_rules! kernels {
 
 kernels! {
     "matmul_tiled" + EPILOGUE,
+    "matmul_subgroup" + EPILOGUE,
     "layernorm",
     "attention",
     "patch_im2col",
     "vit_tokens",
+    "conv2d_direct" + EPILOGUE,
+    "max_pool2d",
+    "global_avg_pool",
+    "nchw_to_nhwc",
 }
 
 /// The full WGSL source of kernel `name` (preludes first), or `None` if unknown.

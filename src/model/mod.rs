@@ -2,7 +2,11 @@
 //! from the checkpoint's tensor names and shapes, uploads its weights once, and records a
 //! forward `Plan` per (batch, input size) with a `Tap` marker wherever a tap's value is ready.
 
+pub mod cnn;
+pub mod convnext;
+pub mod efficientnet;
 pub mod interpolate;
+pub mod resnet;
 pub mod select;
 pub mod vit;
 pub mod weights;
@@ -93,6 +97,9 @@ pub fn load(gpu: &Gpu, path: &Path, options: &ModelOptions) -> Result<Box<dyn Ne
     };
     match arch.as_str() {
         "vit" | "dinov2" => Ok(Box::new(vit::Vit::load(gpu, weights, options)?)),
+        "resnet" => Ok(Box::new(resnet::ResNet::load(gpu, weights)?)),
+        "efficientnet" => Ok(Box::new(efficientnet::EfficientNet::load(gpu, weights)?)),
+        "convnext" => Ok(Box::new(convnext::ConvNext::load(gpu, weights)?)),
         other => Err(Error::Usage(format!(
             "unknown --arch '{other}': expected one of vit, dinov2, resnet, efficientnet, convnext"
         ))),
@@ -104,6 +111,10 @@ fn detect(weights: &mut Weights) -> Option<String> {
     const MARKERS: &[(&str, &str)] = &[
         ("blocks.0.attn.qkv.weight", "vit"),
         ("encoder.layer.0.attention.attention.query.weight", "dinov2"),
+        ("layer1.0.conv1.weight", "resnet"),
+        ("_blocks.0._depthwise_conv.weight", "efficientnet"),
+        ("blocks.0.0.conv_dw.weight", "efficientnet"),
+        ("stages.0.blocks.0.conv_dw.weight", "convnext"),
     ];
     for (marker, arch) in MARKERS {
         if weights.use_prefix_of(marker) {

@@ -1,0 +1,33 @@
+// max_pool2d: k x k max pooling over NHWC, stride s, padding p (padded cells never win, as in
+// PyTorch's MaxPool2d, which pads with -inf).
+// Bindings: 0 params (Meta); 1 x [B, H, W, C]; 2 out [B, Ho, Wo, C].
+// Grid: ceil(B * Ho * Wo * C / 64) workgroups split by `grid()`; one invocation per output.
+
+struct Meta { batch: u32, height: u32, width: u32, channels: u32, out_h: u32, out_w: u32, kernel: u32, stride: u32, pad: u32, _p0: u32, _p1: u32, _p2: u32 }
+
+@group(0) @binding(0) var<uniform> params: Meta;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn max_pool2d(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= params.batch * params.out_h * params.out_w * params.channels) { return; }
+    let c = i % params.channels;
+    let pixel = i / params.channels;
+    let ox = pixel % params.out_w;
+    let oy = (pixel / params.out_w) % params.out_h;
+    let b = pixel / (params.out_w * params.out_h);
+    var best = -3.402823e38;
+    for (var ky = 0u; ky < params.kernel; ky++) {
+        let iy = i32(oy * params.stride + ky) - i32(params.pad);
+        if (iy < 0 || iy >= i32(params.height)) { continue; }
+        for (var kx = 0u; kx < params.kernel; kx++) {
+            let ix = i32(ox * params.stride + kx) - i32(params.pad);
+            if (ix < 0 || ix >= i32(params.width)) { continue; }
+            best = max(best, x[((b * params.height + u32(iy)) * params.width + u32(ix)) * params.channels + c]);
+        }
+    }
+    out[i] = best;
+}
