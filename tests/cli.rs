@@ -1,0 +1,158 @@
+//! The command line as a user meets it: outputs on the bundled model and photos, and one-line
+//! errors with a non-zero exit for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sparsescope::npy::read_npy_f32;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sparsescope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sparsescope"))
+        .args(args)
+        .output()
+        .expect("run sparsescope")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = root().join("target/test-scratch").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const EFFNET: &str = "models/efficientnet_lite0.safetensors";
+
+#[test]
+fn inspect_lists_every_tap_with_its_shape() {
+    let o = sparsescope(&["inspect", &root().join(EFFNET).to_string_lossy(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["arch"], "efficientnet");
+    let taps = v["taps"].as_array().unwrap();
+    // stem, 16 blocks (block 0 unexpanded: 2 taps; 15 expanded: 3 taps), head.
+    assert_eq!(taps.len(), 1 + 2 + 15 * 3 + 1);
+    assert_eq!(taps[0]["name"], "_bn0");
+    assert_eq!(taps[0]["positions"], 112 * 112);
+    assert_eq!(taps.last().unwrap()["name"], "_bn1");
+    assert_eq!(taps.last().unwrap()["channels"], 1280);
+    assert_eq!(v["parameters"], 4_694_024);
+}
+
+#[test]
+fn extract_writes_taps_and_logits_of_the_bundled_photos() {
+    let out = scratch("extract");
+    let images = scratch("extract-images");
+    for f in ["coffee.png", "dog.jpg"] {
+        std::fs::copy(root().join("models/images").join(f), images.join(f)).unwrap();
+    }
+    let o = sparsescope(&[
+        "extract",
+        "--model",
+        &root().join(EFFNET).to_string_lossy(),
+        "--input",
+        &images.to_string_lossy(),
+        "--taps",
+        "_blocks.1*,_bn1",
+        "--out",
+        &out.to_string_lossy(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (shape, _) = read_npy_f32(out.join("_blocks.1.npy")).unwrap();
+    assert_eq!(shape, vec![2, 56 * 56, 24]);
+    let (shape, head) = read_npy_f32(out.join("_bn1.npy")).unwrap();
+    assert_eq!(shape, vec![2, 49, 1280]);
+    assert!(
+        head.iter().all(|&v| (0.0..=6.0).contains(&v)),
+        "ReLU6 output out of range"
+    );
+    assert!(
+        out.join("_blocks.10.act1.npy").exists(),
+        "the glob _blocks.1* matches _blocks.10..15 too"
+    );
+    let (shape, logits) = read_npy_f32(out.join("logits.npy")).unwrap();
+    assert_eq!(shape, vec![2, 1000]);
+    let top = logits[..1000]
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(top, 967, "coffee.png should be espresso");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line() {
+    let dir = scratch("bad-inputs");
+    let truncated = dir.join("truncated.safetensors");
+    let bytes = std::fs::read(root().join(EFFNET)).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let empty = scratch("bad-inputs-empty");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "inspect".into(),
+                dir.join("missing.safetensors").to_string_lossy().into(),
+            ],
+            "cannot open",
+        ),
+        (
+            vec!["inspect".into(), truncated.to_string_lossy().into()],
+            "not a valid safetensors file",
+        ),
+        (
+            vec![
+                "extract".into(),
+                "--model".into(),
+                root().join(EFFNET).to_string_lossy().into(),
+                "--input".into(),
+                root().join("models/images").to_string_lossy().into(),
+                "--taps".into(),
+                "no.such.tap".into(),
+                "--out".into(),
+                dir.join("o").to_string_lossy().into(),
+            ],
+            "tap 'no.such.tap' does not exist",
+        ),
+        (
+            vec![
+                "extract".into(),
+                "--model".into(),
+                root().join(EFFNET).to_string_lossy().into(),
+                "--input".into(),
+                empty.to_string_lossy().into(),
+                "--out".into(),
+                dir.join("o").to_string_lossy().into(),
+            ],
+            "no images",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = sparsescope(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected '{expected}' in: {err}"
+        );
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "{args:?}: more than one line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
