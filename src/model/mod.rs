@@ -111,6 +111,7 @@ fn detect(weights: &mut Weights) -> Option<String> {
     const MARKERS: &[(&str, &str)] = &[
         ("blocks.0.attn.qkv.weight", "vit"),
         ("encoder.layer.0.attention.attention.query.weight", "dinov2"),
+        ("encoder.layer.0.attention.q_proj.weight", "dinov2"),
         ("layer1.0.conv1.weight", "resnet"),
         ("_blocks.0._depthwise_conv.weight", "efficientnet"),
         ("blocks.0.0.conv_dw.weight", "efficientnet"),

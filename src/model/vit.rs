@@ -121,7 +121,9 @@ impl Vit {
     pub fn load(gpu: &Gpu, mut w: Weights, options: &ModelOptions) -> Result<Vit> {
         let naming = if w.use_prefix_of("blocks.0.attn.qkv.weight") {
             Naming::Timm
-        } else if w.use_prefix_of("encoder.layer.0.attention.attention.query.weight") {
+        } else if w.use_prefix_of("encoder.layer.0.attention.attention.query.weight")
+            || w.use_prefix_of("encoder.layer.0.attention.q_proj.weight")
+        {
             Naming::Dinov2
         } else {
             return Err(Error::file(
@@ -210,8 +212,28 @@ impl Vit {
                     optional_vector(gpu, &w, &format!("{b}.ls1.gamma"), dim)?,
                     optional_vector(gpu, &w, &format!("{b}.ls2.gamma"), dim)?,
                 ),
+                // transformers 4.x names (`attention.attention.query`, `attention.output.dense`)
+                // or 5.x names (`attention.q_proj`, `attention.o_proj`).
+                Naming::Dinov2 if w.has(&format!("{b}.attention.q_proj.weight")) => (
+                    fused_qkv(
+                        gpu,
+                        &w,
+                        &format!("{b}.attention"),
+                        ["q_proj", "k_proj", "v_proj"],
+                        dim,
+                    )?,
+                    linear(gpu, &w, &format!("{b}.attention.o_proj"), dim, dim)?,
+                    optional_vector(gpu, &w, &format!("{b}.layer_scale1.lambda1"), dim)?,
+                    optional_vector(gpu, &w, &format!("{b}.layer_scale2.lambda1"), dim)?,
+                ),
                 Naming::Dinov2 => (
-                    fused_qkv(gpu, &w, &format!("{b}.attention.attention"), dim)?,
+                    fused_qkv(
+                        gpu,
+                        &w,
+                        &format!("{b}.attention.attention"),
+                        ["query", "key", "value"],
+                        dim,
+                    )?,
                     linear(gpu, &w, &format!("{b}.attention.output.dense"), dim, dim)?,
                     optional_vector(gpu, &w, &format!("{b}.layer_scale1.lambda1"), dim)?,
                     optional_vector(gpu, &w, &format!("{b}.layer_scale2.lambda1"), dim)?,
@@ -294,12 +316,18 @@ fn optional_vector(gpu: &Gpu, w: &Weights, key: &str, len: usize) -> Result<Opti
     }
 }
 
-/// HF keeps query, key and value as three Linear layers; the attention kernel wants them as
+/// HF keeps query, key and value (`parts`) as three Linear layers; the attention kernel wants them as
 /// one [D, 3D] projection, q then k then v (timm's layout).
-fn fused_qkv(gpu: &Gpu, w: &Weights, key: &str, dim: usize) -> Result<(Tensor, Tensor)> {
+fn fused_qkv(
+    gpu: &Gpu,
+    w: &Weights,
+    key: &str,
+    parts: [&str; 3],
+    dim: usize,
+) -> Result<(Tensor, Tensor)> {
     let mut weight = Vec::with_capacity(3 * dim * dim);
     let mut bias = Vec::with_capacity(3 * dim);
-    for part in ["query", "key", "value"] {
+    for part in parts {
         weight.extend(w.get(&format!("{key}.{part}.weight"), &[dim, dim])?);
         bias.extend(w.get(&format!("{key}.{part}.bias"), &[dim])?);
     }

@@ -1,0 +1,101 @@
+//! Every tap and the logits of tiny random-weight models against PyTorch (timm / transformers),
+//! from the fixtures tests/golden/make_golden.py writes. Weights are regenerated from each
+//! manifest's recipe (tests/common), so git holds only inputs and reference activations.
+//! A failure names the first tap that differs.
+
+mod common;
+
+use sparsescope::extract::TapReader;
+use sparsescope::gpu::{Gpu, GpuOptions};
+use sparsescope::model::{self, ModelOptions};
+
+/// Absolute and relative tolerance per element. The fixtures' activations are O(1) to O(10);
+/// PyTorch (oneDNN) and the GPU kernels sum in different orders, which moves f32 results by a
+/// few 1e-6 relative per layer; 1e-4 leaves room for that across 12 blocks and still catches
+/// any real error (a wrong eps, a missing bias or scale, a misordered weight shows as >1e-2).
+const ATOL: f32 = 1e-4;
+const RTOL: f32 = 1e-4;
+
+fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
+        panic!("golden tests need a wgpu adapter: {e} (apt-get install mesa-vulkan-drivers)")
+    })
+}
+
+fn check(fixture: &str, options: ModelOptions) {
+    let gpu = gpu();
+    let (checkpoint, golden) = common::fixture(fixture).unwrap();
+    let net = model::load(&gpu, &checkpoint, &options).unwrap_or_else(|e| panic!("{fixture}: {e}"));
+    let (n, h, w) = golden.input_nhw();
+    let taps = net.taps(h, w).unwrap();
+    let all: Vec<usize> = (0..taps.len()).collect();
+    let reader = TapReader::new(&gpu, net.as_ref(), n, h, w, &all).unwrap();
+    let got = reader.run(&gpu, &golden.input.1, n).unwrap();
+    let named: Vec<(&str, &[f32])> = taps
+        .iter()
+        .map(|t| t.name.as_str())
+        .zip(got.taps.iter().map(Vec::as_slice))
+        .collect();
+    assert_eq!(
+        taps.len(),
+        golden.taps.len(),
+        "{fixture}: the model has {} taps, the golden file {}",
+        taps.len(),
+        golden.taps.len()
+    );
+    let errors = common::golden::compare_taps(&golden, &named, ATOL, RTOL);
+    let worst = errors.iter().map(|(_, e)| *e).fold(0.0f32, f32::max);
+    eprintln!(
+        "{fixture}: {} taps match, worst max abs error {worst:.2e}",
+        errors.len()
+    );
+    match (&golden.logits, &got.logits) {
+        (Some(_), Some(l)) => {
+            let e = common::golden::compare_logits(&golden, l, ATOL, RTOL);
+            eprintln!("{fixture}: logits max abs error {e:.2e}");
+        }
+        (None, None) => {}
+        (want, have) => panic!(
+            "{fixture}: golden logits {} but model logits {}",
+            want.is_some(),
+            have.is_some()
+        ),
+    }
+}
+
+#[test]
+fn vit_tiny_timm() {
+    check("vit_tiny", ModelOptions::default());
+}
+
+#[test]
+fn dinov2_hf_names_layerscale_interpolated_positions_bf16() {
+    // 64 wide with 4 heads: heads are not in the tensors, so they are given.
+    check(
+        "dinov2_hf",
+        ModelOptions {
+            heads: Some(4),
+            ..Default::default()
+        },
+    );
+}
+
+#[test]
+fn resnet18() {
+    check("resnet18", ModelOptions::default());
+}
+
+#[test]
+fn resnet50() {
+    check("resnet50", ModelOptions::default());
+}
+
+#[test]
+fn efficientnet_lite0_timm() {
+    check("efficientnet_lite0", ModelOptions::default());
+}
+
+#[test]
+fn convnext_atto() {
+    check("convnext_atto", ModelOptions::default());
+}
