@@ -4,7 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use sparsescope::gpu::ops::{self, Act, Epilogue};
+mod matmul;
+
+use sparsescope::gpu::ops;
 use sparsescope::gpu::{Plan, shaders};
 use support::{Rng, assert_close, gpu};
 
@@ -14,124 +16,6 @@ fn every_registered_kernel_compiles() {
     for name in shaders::names() {
         gpu.pipeline(name, &[]).unwrap_or_else(|e| panic!("{e}"));
     }
-}
-
-fn matmul_reference(
-    a: &[f32],
-    a_stride: usize,
-    b: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    bias: Option<&[f32]>,
-    scale: Option<&[f32]>,
-    res: Option<&[f32]>,
-    act: Act,
-) -> Vec<f32> {
-    let mut out = vec![0.0; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0f64;
-            for kk in 0..k {
-                acc += a[i * a_stride + kk] as f64 * b[kk * n + j] as f64;
-            }
-            let mut v = acc as f32;
-            if let Some(bias) = bias {
-                v += bias[j];
-            }
-            if let Some(scale) = scale {
-                v *= scale[j];
-            }
-            if let Some(res) = res {
-                v += res[i * n + j];
-            }
-            out[i * n + j] = act.apply(v);
-        }
-    }
-    out
-}
-
-#[test]
-fn matmul_matches_reference_on_odd_shapes() {
-    let gpu = gpu();
-    let mut rng = Rng::new(1);
-    let acts = [
-        Act::None,
-        Act::Relu,
-        Act::Relu6,
-        Act::Gelu,
-        Act::Silu,
-        Act::GeluTanh,
-    ];
-    for (case, &(m, k, n)) in [
-        (1, 1, 1),
-        (7, 13, 5),
-        (64, 64, 64),
-        (65, 33, 130),
-        (130, 70, 3),
-        (17, 192, 96),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let a_stride = if case % 2 == 0 { k } else { k + 3 };
-        let a = rng.vec(m.max(1) * a_stride, -1.0, 1.0);
-        let b = rng.vec(k * n, -1.0, 1.0);
-        let bias = rng.vec(n, -0.5, 0.5);
-        let scale = rng.vec(n, 0.1, 1.0);
-        let res = rng.vec(m * n, -1.0, 1.0);
-        let act = acts[case % acts.len()];
-        let ta = gpu.upload("a", &[a.len()], &a).unwrap();
-        let tb = gpu.upload("b", &[k, n], &b).unwrap();
-        let tbias = gpu.upload("bias", &[n], &bias).unwrap();
-        let tscale = gpu.upload("scale", &[n], &scale).unwrap();
-        let tres = gpu.upload("res", &[m, n], &res).unwrap();
-        let out = gpu.zeros("out", &[m, n]).unwrap();
-        for (with_bias, with_scale, with_res) in [
-            (false, false, false),
-            (true, true, true),
-            (true, false, true),
-        ] {
-            let epi = Epilogue {
-                bias: with_bias.then_some(&tbias),
-                scale: with_scale.then_some(&tscale),
-                residual: with_res.then_some(&tres),
-                act,
-            };
-            let mut plan = Plan::default();
-            plan.push(ops::matmul(&gpu, &ta, a_stride, &tb, &out, m, epi).unwrap());
-            plan.run(&gpu).unwrap();
-            let got: Vec<f32> = gpu.read(&out).unwrap();
-            let want = matmul_reference(
-                &a,
-                a_stride,
-                &b,
-                m,
-                k,
-                n,
-                with_bias.then_some(&bias[..]),
-                with_scale.then_some(&scale[..]),
-                with_res.then_some(&res[..]),
-                act,
-            );
-            let what = format!(
-                "matmul m={m} k={k} n={n} stride={a_stride} act={act:?} bias={with_bias} scale={with_scale} res={with_res}"
-            );
-            assert_close(&what, &got, &want, 1e-5 * (k as f32).sqrt(), 1e-5);
-        }
-    }
-}
-
-#[test]
-fn matmul_rejects_mismatched_shapes() {
-    let gpu = gpu();
-    let a = gpu.zeros("a", &[4, 8]).unwrap();
-    let b = gpu.zeros("b", &[8, 4]).unwrap();
-    let small = gpu.zeros("out", &[3, 4]).unwrap();
-    let err = ops::matmul(&gpu, &a, 8, &b, &small, 4, Epilogue::default()).unwrap_err();
-    assert!(err.to_string().contains("out holds 12 elements"), "{err}");
-    let err = ops::matmul(&gpu, &a, 4, &b, &small, 1, Epilogue::default()).unwrap_err();
-    assert!(err.to_string().contains("stride 4 is below K = 8"), "{err}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// The nonlinearity applied last in a fused epilogue (codes match `shaders/epilogue.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,11 +98,87 @@ struct MatmulMeta {
     act: u32,
 }
 
+/// The kernels that compute a matmul; `matmul()` picks one per adapter, `matmul_with()` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// `shaders/matmul_tiled.wgsl`: workgroup-memory tiles, for real GPUs; any shape.
+    Tiled,
+    /// `shaders/matmul_subgroup.wgsl`: one 8-lane subgroup per workgroup with broadcasts, for
+    /// CPU adapters (lavapipe). Needs SUBGROUP with a subgroup size fixed at 8, and N % 4 == 0.
+    Subgroup,
+}
+
+impl MatmulVariant {
+    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::Tiled, MatmulVariant::Subgroup];
+
+    pub fn kernel(self) -> &'static str {
+        match self {
+            MatmulVariant::Tiled => "matmul_tiled",
+            MatmulVariant::Subgroup => "matmul_subgroup",
+        }
+    }
+
+    /// Why this variant cannot run on `gpu` with `n` output columns, or `None` if it can.
+    pub fn unsupported(self, gpu: &Gpu, n: usize) -> Option<String> {
+        match self {
+            MatmulVariant::Tiled => None,
+            MatmulVariant::Subgroup => {
+                let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
+                if !gpu.has_subgroups() {
+                    Some(format!("adapter '{}' has no subgroups", gpu.info.name))
+                } else if (min, max) != (8, 8) {
+                    // The kernel's workgroup of 8 must be exactly one subgroup for its
+                    // broadcasts to reach every lane.
+                    Some(format!(
+                        "adapter '{}' has subgroup sizes {min}..{max}, the kernel needs exactly 8",
+                        gpu.info.name
+                    ))
+                } else if n % 4 != 0 {
+                    Some(format!(
+                        "N = {n} is not a multiple of 4 (B is read as vec4)"
+                    ))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The variant `matmul()` uses on `gpu` for `n` output columns: the subgroup kernel on CPU
+/// adapters that can run it (GPU-NOTES.md: 5-10x the tiled kernel there), else the tiled one
+/// (real GPUs want workgroup-memory tiles; GL adapters lack subgroups).
+pub fn preferred_variant(gpu: &Gpu, n: usize) -> MatmulVariant {
+    if gpu.is_cpu() && MatmulVariant::Subgroup.unsupported(gpu, n).is_none() {
+        MatmulVariant::Subgroup
+    } else {
+        MatmulVariant::Tiled
+    }
+}
+
 /// `out[M, N] = epilogue(A @ B)` with A's row `i` starting at element `i * a_stride` of `a`
 /// (`a_stride = K` for a plain matrix) and B stored [K, N] (linear weights transposed at load).
+/// The kernel is chosen per adapter and shape by `preferred_variant`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     gpu: &Gpu,
+    a: &Tensor,
+    a_stride: usize,
+    b: &Tensor,
+    out: &Tensor,
+    m: usize,
+    epilogue: Epilogue,
+) -> Result<Dispatch> {
+    let n = b.shape.get(1).copied().unwrap_or(0);
+    let variant = preferred_variant(gpu, n);
+    matmul_with(gpu, variant, a, a_stride, b, out, m, epilogue)
+}
+
+/// `matmul` with the kernel given; fails if `variant` cannot run on this adapter or shape.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with(
+    gpu: &Gpu,
+    variant: MatmulVariant,
     a: &Tensor,
     a_stride: usize,
     b: &Tensor,
@@ -121,6 +197,12 @@ pub fn matmul(
             format!("A row stride {a_stride} is below K = {k}"),
         ));
     }
+    if let Some(why) = variant.unsupported(gpu, n) {
+        return Err(Error::shape(
+            OP,
+            format!("kernel {} cannot run here: {why}", variant.kernel()),
+        ));
+    }
     if m > 0 {
         check_len(OP, "A", a, (m - 1) * a_stride + k)?;
     }
@@ -133,6 +215,19 @@ pub fn matmul(
     ] {
         if let Some(t) = t {
             check_len(OP, what, t, len)?;
+        }
+    }
+    // Indices are u32 in the kernels.
+    for (what, len) in [
+        ("A", (m.max(1) - 1) * a_stride + k),
+        ("out", m * n),
+        ("B", k * n),
+    ] {
+        if len > u32::MAX as usize {
+            return Err(Error::shape(
+                OP,
+                format!("{what} has {len} elements, over the 2^32 a kernel can index"),
+            ));
         }
     }
     let meta = MatmulMeta {
@@ -153,9 +248,19 @@ pub fn matmul(
         epilogue.residual.unwrap_or(&dummy),
         out,
     ];
-    let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
+    let groups = match variant {
+        MatmulVariant::Tiled => [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+        MatmulVariant::Subgroup => {
+            let count = (n / 4).div_ceil(8) * m.div_ceil(8);
+            if count == 0 {
+                [0, 1, 1]
+            } else {
+                grid(gpu, count)
+            }
+        }
+    };
     Ok(
-        Dispatch::new(gpu, "matmul_tiled", &[], &meta, &tensors, groups)?
+        Dispatch::new(gpu, variant.kernel(), &[], &meta, &tensors, groups)?
             .with_flops(2 * (m * n * k) as u64),
     )
 }
