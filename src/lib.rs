@@ -10,5 +10,6 @@ pub mod gpu;
 pub mod model;
 pub mod npy;
 pub mod predict;
+pub mod stats;
 
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 //! point `<name>`; a kernel may list preludes (shared WGSL functions) that are prepended.
 
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
+const STATS_TAP_COMMON: &str = include_str!("../../shaders/stats_tap_common.wgsl");
 
 macro_rules! kernels {
     ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
@@ -23,6 +24,10 @@ kernels! {
     "max_pool2d",
     "global_avg_pool",
     "nchw_to_nhwc",
+    "stats_tap" + STATS_TAP_COMMON,
+    "stats_tap_scalar" + STATS_TAP_COMMON,
+    "stats_fold",
+    "stats_fold_channels",
 }
 
 /// The full WGSL source of kernel `name` (preludes first), or `None` if unknown.

@@ -1,0 +1,427 @@
+// stats_tap_common: the body shared by `stats_tap` (the tap read as vec4, C % 4 == 0) and
+// `stats_tap_scalar` (any C); each of those files declares binding 1 (`tap`) and `load4`, and
+// has an entry point that calls `tap_stats` below. One pass over one batch of a tap [B, P, C]
+// computes every per-batch partial the statistics need (src/stats/tap.rs folds them):
+//   per (image, position chunk, channel): the count of active entries and the sum of values
+//     (firing counts, "active in the image", pooled means);
+//   per workgroup: the linear, positive-only and log2 histograms, counts of zeros, NaN, +Inf
+//     and -Inf, the compensated sums of (x - shift) and (x - shift)^2 over finite entries,
+//     min and max over finite entries, and per-token Hoyer sparsity (its shifted sum and sum of
+//     squares, and the per-token values themselves when `write_hoyer` is set).
+// Definitions: ../shared/DESIGN.md "Statistic definitions"; CPU reference: src/stats/reference.rs.
+//
+// Bindings: 0 params (Meta); 1 tap [B, P, C] (declared by the including kernel);
+//   2 batch [4 + B] u32: n_valid images at 0, labels from 4 (labels unused here);
+//   3 edges f32: the linear histogram's B_h + 1 edges, then the positive histogram's B_p + 1;
+//   4 state u32: the accumulators of src/stats/tap.rs (only the moment shifts are read here);
+//   5 partial [groups, row_words] u32: one row per workgroup, written whole every batch;
+//   6 item_counts [B * chunks, C] u32; 7 item_sums [B * chunks, C] f32;
+//   8 hoyer_out [B, P] f32 (a dummy unless write_hoyer).
+// Grid: `groups` workgroups (any grid shape, linear id wid.x + wid.y * nwg.x) of WG = 8
+// invocations, persistent: workgroup g takes work items g, g + groups, ... where an item is
+// (image, chunk of <= CHUNK positions), items = n_valid * chunks. Per item the workgroup walks
+// the channels in blocks of 32 (lane l owns channels 4l..4l+3 of the block) and, per block, the
+// chunk's positions, so per-channel counts and sums stay in registers.
+//
+// Why this shape (../shared/GPU-NOTES.md): on llvmpipe a workgroup of 8 is one SIMD thread and
+// every load is done lane by lane, so the tap is read exactly once, as vec4 where possible, and
+// everything is derived from that one load. Histograms cannot live in registers: each lane adds
+// into its own copy of them in workgroup memory (`copies` = 8 when they fit, fewer lanes share a
+// copy otherwise), so atomics never contend; zeros, the most common value after a ReLU, skip the
+// histograms and are counted in registers (src/stats/tap.rs puts them in their linear bin).
+// Copies are merged into the workgroup's row once per dispatch, which is why workgroups are
+// persistent and few on CPU adapters.
+//
+// llvmpipe ends every loop of an invocation once the invocation has run 65,535 loop iterations
+// in total (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, one counter per function, never reset), and
+// does so silently. So small fixed loops are unrolled, a position of a channel block costs one
+// iteration, and the host (src/stats/tap.rs, `loop_budget`) gives each workgroup few enough
+// items to stay below the cap.
+//
+// Bin edges are exact (src/stats/spec.rs): the bin is estimated from (x - lo) * scale and, only
+// when the estimate is within `tol` of an integer, corrected against the f32 edge table, whose
+// values are chosen so that f32 comparisons equal the comparisons with the f64 edges.
+// Sums: Kahan per lane, then double-f32 (TwoSum) pairs; `keep` hides values behind the
+// uniform's `opaque` (always 0) so that no compiler can simplify the compensation away.
+
+struct Meta {
+    positions: u32, channels: u32, chunk_len: u32, chunks: u32,
+    groups: u32, row_words: u32, copy_words: u32, copies: u32,
+    hist_bins: u32, pos_bins: u32, pred_abs: u32, write_hoyer: u32,
+    threshold: f32, hist_lo: f32, hist_hi: f32, hist_scale: f32,
+    hist_tol: f32, pos_hi: f32, pos_scale: f32, pos_tol: f32,
+    log_t1: u32, log_t2: u32, log_t3: u32, opaque: u32,
+    sqrt_c: f32, shift_word: u32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Meta;
+@group(0) @binding(2) var<storage, read> batch: array<u32>;
+@group(0) @binding(3) var<storage, read> edges: array<f32>;
+@group(0) @binding(4) var<storage, read> state: array<u32>;
+@group(0) @binding(5) var<storage, read_write> partial: array<u32>;
+@group(0) @binding(6) var<storage, read_write> item_counts: array<u32>;
+@group(0) @binding(7) var<storage, read_write> item_sums: array<f32>;
+@group(0) @binding(8) var<storage, read_write> hoyer_out: array<f32>;
+
+const WG: u32 = 8u;
+// Positions per work item: the Hoyer scratch holds one (|x|_1, |x|_2^2) partial per position and
+// lane. Must match CHUNK in src/stats/tap.rs.
+const CHUNK: u32 = 64u;
+// Histogram words of all copies (copies * copy_words <= HIST_WORDS, checked by the host).
+const HIST_WORDS: u32 = 5120u;
+// Per-workgroup integer counters, in this order after the histogram words of a row.
+const N_COUNTERS: u32 = 6u;
+// Float words after the counters: s1 (hi, lo), s2 (hi, lo), min, max, h1 (hi, lo), h2 (hi, lo),
+// the shifts of the values and of Hoyer.
+const N_FLOATS: u32 = 12u;
+const ABS_MASK: u32 = 0x7fffffffu;
+const INF_BITS: u32 = 0x7f800000u;
+// Log histogram: 4 bins per octave over [2^-24, 2^8): biased exponents 103..134.
+const LOG_E_MIN: u32 = 103u;
+const LOG_E_END: u32 = 135u;
+const LOG_WORDS: u32 = 130u;
+
+var<workgroup> hist: array<atomic<u32>, HIST_WORDS>;
+var<workgroup> tok: array<vec2<f32>, 512>; // CHUNK * WG
+var<workgroup> red_u: array<u32, 48>; // WG * N_COUNTERS
+var<workgroup> red_f: array<vec2<f32>, 48>; // WG * 6 (s1, s2, minmax, h1, h2, unused)
+
+fn inf() -> f32 { return bitcast<f32>(INF_BITS); }
+
+fn keep(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ params.opaque); }
+
+fn keep4(x: vec4<f32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(bitcast<vec4<u32>>(x) ^ vec4<u32>(params.opaque));
+}
+
+// Exact a + b = s + e (Knuth's TwoSum).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = a + b;
+    let ks = keep(s);
+    let bb = ks - a;
+    let e = (a - (ks - bb)) + (b - bb);
+    return vec2<f32>(s, e);
+}
+
+// Double-f32 addition of (hi, lo) pairs.
+fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
+    let s = two_sum(x.x, y.x);
+    let lo = s.y + x.y + y.y;
+    let hi = s.x + lo;
+    return vec2<f32>(hi, lo - (keep(hi) - s.x));
+}
+
+// One Kahan step on four independent accumulators; the true sum is s - c.
+fn kahan4(s: ptr<function, vec4<f32>>, c: ptr<function, vec4<f32>>, v: vec4<f32>) {
+    let y = v - *c;
+    let t = *s + y;
+    *c = (keep4(t) - *s) - y;
+    *s = t;
+}
+
+fn kahan1(s: ptr<function, f32>, c: ptr<function, f32>, v: f32) {
+    let y = v - *c;
+    let t = *s + y;
+    *c = (keep(t) - *s) - y;
+    *s = t;
+}
+
+// The four Kahan accumulators of a lane as one double-f32 pair.
+fn df_of4(s: vec4<f32>, c: vec4<f32>) -> vec2<f32> {
+    var r = vec2<f32>(s.x, -c.x);
+    r = df_add(r, vec2<f32>(s.y, -c.y));
+    r = df_add(r, vec2<f32>(s.z, -c.z));
+    r = df_add(r, vec2<f32>(s.w, -c.w));
+    return r;
+}
+
+// Linear histogram word: 0 underflow (x < lo), 1 + bin, hist_bins + 1 overflow (x >= hi).
+fn linear_word(x: f32) -> u32 {
+    if (x < params.hist_lo) { return 0u; }
+    if (x >= params.hist_hi) { return params.hist_bins + 1u; }
+    let t = (x - params.hist_lo) * params.hist_scale;
+    let f = floor(t);
+    var b = min(u32(f), params.hist_bins - 1u);
+    let frac = t - f;
+    if (frac < params.hist_tol || frac > 1.0 - params.hist_tol) {
+        // x >= edges[0] and x < edges[hist_bins], so neither step leaves [0, hist_bins).
+        if (x < edges[b]) {
+            b -= 1u;
+        } else if (x >= edges[b + 1u]) {
+            b += 1u;
+        }
+    }
+    return 1u + b;
+}
+
+// Positive histogram word for x > 0: bin b covers (F_b, F_{b+1}]; pos_bins is the overflow.
+fn pos_word(x: f32) -> u32 {
+    if (x > params.pos_hi) { return params.pos_bins; }
+    let t = x * params.pos_scale;
+    let cl = ceil(t);
+    var b = min(u32(max(cl, 1.0)) - 1u, params.pos_bins - 1u);
+    let frac = cl - t;
+    if (frac < params.pos_tol || frac > 1.0 - params.pos_tol) {
+        let e = params.hist_bins + 1u;
+        // x > edges[e] = 0 and x <= edges[e + pos_bins], so b stays in range.
+        if (!(x > edges[e + b])) {
+            b -= 1u;
+        } else if (x > edges[e + b + 1u]) {
+            b += 1u;
+        }
+    }
+    return b;
+}
+
+// Log histogram word of |x| given its bits a (nonzero, not NaN): 0 below 2^-24, 1 + bin,
+// 129 at or above 2^8 (Inf included). Within an octave the bin is the number of edges
+// 2^(k/4), k = 1, 2, 3, that the mantissa reaches: integer thresholds log_t1..3.
+fn log_word(a: u32) -> u32 {
+    let e = a >> 23u;
+    if (e < LOG_E_MIN) { return 0u; }
+    if (e >= LOG_E_END) { return LOG_WORDS - 1u; }
+    let m = a & 0x7fffffu;
+    let q = select(0u, 1u, m >= params.log_t1) + select(0u, 1u, m >= params.log_t2)
+        + select(0u, 1u, m >= params.log_t3);
+    return 1u + (e - LOG_E_MIN) * 4u + q;
+}
+
+// The histogram updates of one entry into the copy at `base`.
+fn scatter(base: u32, x: f32) {
+    let a = bitcast<u32>(x) & ABS_MASK;
+    if (a == 0u || a > INF_BITS) { return; }
+    atomicAdd(&hist[base + linear_word(x)], 1u);
+    let pos_off = params.hist_bins + 2u;
+    let log_off = pos_off + params.pos_bins + 1u;
+    if (x > 0.0) {
+        atomicAdd(&hist[base + pos_off + pos_word(x)], 1u);
+        atomicAdd(&hist[base + log_off + log_word(a)], 1u);
+    } else {
+        atomicAdd(&hist[base + log_off + LOG_WORDS + log_word(a)], 1u);
+    }
+}
+
+// The shifts subtracted before summing moments, (values, Hoyer): the first batch takes the
+// mean of up to 64 finite entries sampled evenly from its valid entries, and the Hoyer value
+// of its first token (every workgroup computes the same values); stats_fold stores them, and
+// later batches read them back. Shifting by a value near the mean keeps the variance from
+// cancelling when |mean| >> std (e.g. every token with nearly the same Hoyer value).
+fn moment_shifts(n_valid: u32) -> vec2<f32> {
+    if (state[params.shift_word + 2u] != 0u) {
+        return vec2<f32>(bitcast<f32>(state[params.shift_word]),
+                         bitcast<f32>(state[params.shift_word + 1u]));
+    }
+    let total = n_valid * params.positions * params.channels;
+    let stride = max(total / 64u, 1u);
+    var s = 0.0;
+    var k = 0u;
+    for (var i = 0u; i < min(total, 64u); i++) {
+        let v = load1(i * stride);
+        if ((bitcast<u32>(v) & ABS_MASK) < INF_BITS) {
+            s += v;
+            k += 1u;
+        }
+    }
+    var l1 = 0.0;
+    var l2 = 0.0;
+    for (var c = 0u; c < params.channels; c++) {
+        let v = abs(load1(c));
+        l1 += v;
+        l2 += v * v;
+    }
+    var h = 0.5;
+    if ((bitcast<u32>(l1) & ABS_MASK) < INF_BITS && (bitcast<u32>(l2) & ABS_MASK) < INF_BITS
+        && !(l2 == 0.0 && l1 > 0.0)) {
+        h = hoyer(l1, sqrt(l2));
+    }
+    return vec2<f32>(select(0.0, s / f32(k), k > 0u), h);
+}
+
+// Hoyer of a token from its norms (finite, l2 > 0 unless l1 == 0).
+fn hoyer(l1: f32, l2: f32) -> f32 {
+    if (l1 > 0.0 && params.channels > 1u) {
+        return (params.sqrt_c - l1 / l2) / (params.sqrt_c - 1.0);
+    }
+    return 1.0;
+}
+
+fn tap_stats(lane: u32, wid: u32) {
+    // grid() may round the workgroup count up; surplus workgroups own no row.
+    if (wid >= params.groups) { return; }
+    let n_valid = batch[0];
+    let items = n_valid * params.chunks;
+    let copy_base = (lane % params.copies) * params.copy_words;
+    let C = params.channels;
+    let shifts = moment_shifts(n_valid);
+    let shift = shifts.x;
+
+    for (var w = lane; w < params.copies * params.copy_words; w += WG) {
+        atomicStore(&hist[w], 0u);
+    }
+    workgroupBarrier();
+
+    var zeros = vec4<u32>(0u);
+    var nans = vec4<u32>(0u);
+    var pinfs = vec4<u32>(0u);
+    var ninfs = vec4<u32>(0u);
+    var s1 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var mn = vec4<f32>(inf());
+    var mx = vec4<f32>(-inf());
+    var h1 = 0.0;
+    var hc1 = 0.0;
+    var h2 = 0.0;
+    var hc2 = 0.0;
+    var h_tokens = 0u;
+    var h_excluded = 0u;
+    let thr = vec4<f32>(params.threshold);
+    let use_abs = params.pred_abs != 0u;
+
+    for (var item = wid; item < items; item += params.groups) {
+        let img = item / params.chunks;
+        let p0 = (item % params.chunks) * params.chunk_len;
+        let p1 = min(p0 + params.chunk_len, params.positions);
+        for (var cb = 0u; cb < C; cb += 4u * WG) {
+            let c = cb + 4u * lane;
+            let valid = min(select(0u, C - c, c < C), 4u);
+            let ok = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(valid);
+            var cnt = vec4<u32>(0u);
+            var pool = vec4<f32>(0.0);
+            for (var p = p0; p < p1; p++) {
+                var l1 = 0.0;
+                var l2 = 0.0;
+                if (valid > 0u) {
+                    let x = load4((img * params.positions + p) * C + c, valid);
+                    let ab = bitcast<vec4<u32>>(x) & vec4<u32>(ABS_MASK);
+                    let nan = ab > vec4<u32>(INF_BITS);
+                    let fin = ab < vec4<u32>(INF_BITS);
+                    let y = select(x, abs(x), use_abs);
+                    cnt += select(vec4<u32>(0u), vec4<u32>(1u), ok & !nan & (y > thr));
+                    zeros += select(vec4<u32>(0u), vec4<u32>(1u), ok & (ab == vec4<u32>(0u)));
+                    nans += select(vec4<u32>(0u), vec4<u32>(1u), ok & nan);
+                    let isinf = ok & (ab == vec4<u32>(INF_BITS));
+                    pinfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x > vec4<f32>(0.0)));
+                    ninfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x < vec4<f32>(0.0)));
+                    pool += select(vec4<f32>(0.0), x, ok);
+                    let f = ok & fin;
+                    let d = select(vec4<f32>(0.0), x - vec4<f32>(shift), f);
+                    kahan4(&s1, &c1, d);
+                    kahan4(&s2, &c2, d * d);
+                    mn = min(mn, select(vec4<f32>(inf()), x, f));
+                    mx = max(mx, select(vec4<f32>(-inf()), x, f));
+                    let ax = select(vec4<f32>(0.0), abs(x), ok);
+                    l1 = ax.x + ax.y + ax.z + ax.w;
+                    l2 = dot(ax, ax);
+                    // Unrolled: llvmpipe caps the loop iterations of an invocation (see the header).
+                    scatter(copy_base, x.x);
+                    if (valid > 1u) { scatter(copy_base, x.y); }
+                    if (valid > 2u) { scatter(copy_base, x.z); }
+                    if (valid > 3u) { scatter(copy_base, x.w); }
+                }
+                let slot = (p - p0) * WG + lane;
+                if (cb == 0u) {
+                    tok[slot] = vec2<f32>(l1, l2);
+                } else {
+                    tok[slot] += vec2<f32>(l1, l2);
+                }
+            }
+            let out = item * C + c;
+            if (valid > 0u) { item_counts[out] = cnt.x; item_sums[out] = pool.x; }
+            if (valid > 1u) { item_counts[out + 1u] = cnt.y; item_sums[out + 1u] = pool.y; }
+            if (valid > 2u) { item_counts[out + 2u] = cnt.z; item_sums[out + 2u] = pool.z; }
+            if (valid > 3u) { item_counts[out + 3u] = cnt.w; item_sums[out + 3u] = pool.w; }
+        }
+        workgroupBarrier();
+        // Hoyer of each token of the chunk: (sqrt(C) - |x|_1 / |x|_2) / (sqrt(C) - 1), 1 for a
+        // zero vector (and for C = 1). Tokens whose norms are not finite in f32 (a NaN or Inf
+        // entry, or a square overflowing) or whose squares all underflow are excluded from the
+        // mean and written as NaN.
+        for (var q = lane; q < p1 - p0; q += WG) {
+            let b = q * WG;
+            let t = ((tok[b] + tok[b + 1u]) + (tok[b + 2u] + tok[b + 3u]))
+                + ((tok[b + 4u] + tok[b + 5u]) + (tok[b + 6u] + tok[b + 7u]));
+            let l1 = t.x;
+            let l2 = sqrt(t.y);
+            let finite = (bitcast<u32>(l1) & ABS_MASK) < INF_BITS
+                && (bitcast<u32>(l2) & ABS_MASK) < INF_BITS && !(l2 == 0.0 && l1 > 0.0);
+            var h = bitcast<f32>(0x7fc00000u);
+            if (!finite) {
+                h_excluded += 1u;
+            } else {
+                h = hoyer(l1, l2);
+                let d = h - shifts.y;
+                kahan1(&h1, &hc1, d);
+                kahan1(&h2, &hc2, d * d);
+                h_tokens += 1u;
+            }
+            if (params.write_hoyer != 0u) {
+                hoyer_out[img * params.positions + p0 + q] = h;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // Merge the histogram copies, then the lanes' counters and sums, into this workgroup's row.
+    let row = wid * params.row_words;
+    for (var w = lane; w < params.copy_words; w += WG) {
+        var s = 0u;
+        for (var k = 0u; k < params.copies; k++) {
+            s += atomicLoad(&hist[k * params.copy_words + w]);
+        }
+        partial[row + w] = s;
+    }
+    let u = lane * N_COUNTERS;
+    red_u[u] = zeros.x + zeros.y + zeros.z + zeros.w;
+    red_u[u + 1u] = nans.x + nans.y + nans.z + nans.w;
+    red_u[u + 2u] = pinfs.x + pinfs.y + pinfs.z + pinfs.w;
+    red_u[u + 3u] = ninfs.x + ninfs.y + ninfs.z + ninfs.w;
+    red_u[u + 4u] = h_tokens;
+    red_u[u + 5u] = h_excluded;
+    let v = lane * 6u;
+    red_f[v] = df_of4(s1, c1);
+    red_f[v + 1u] = df_of4(s2, c2);
+    red_f[v + 2u] = vec2<f32>(min(min(mn.x, mn.y), min(mn.z, mn.w)),
+                              max(max(mx.x, mx.y), max(mx.z, mx.w)));
+    red_f[v + 3u] = vec2<f32>(h1, -hc1);
+    red_f[v + 4u] = vec2<f32>(h2, -hc2);
+    workgroupBarrier();
+    if (lane == 0u) {
+        let cw = row + params.copy_words;
+        for (var k = 0u; k < N_COUNTERS; k++) {
+            var s = 0u;
+            for (var l = 0u; l < WG; l++) {
+                s += red_u[l * N_COUNTERS + k];
+            }
+            partial[cw + k] = s;
+        }
+        var f1 = vec2<f32>(0.0);
+        var f2 = vec2<f32>(0.0);
+        var g1 = vec2<f32>(0.0);
+        var g2 = vec2<f32>(0.0);
+        var lo = inf();
+        var hi = -inf();
+        for (var l = 0u; l < WG; l++) {
+            f1 = df_add(f1, red_f[l * 6u]);
+            f2 = df_add(f2, red_f[l * 6u + 1u]);
+            lo = min(lo, red_f[l * 6u + 2u].x);
+            hi = max(hi, red_f[l * 6u + 2u].y);
+            g1 = df_add(g1, red_f[l * 6u + 3u]);
+            g2 = df_add(g2, red_f[l * 6u + 4u]);
+        }
+        let fw = cw + N_COUNTERS;
+        partial[fw] = bitcast<u32>(f1.x);
+        partial[fw + 1u] = bitcast<u32>(f1.y);
+        partial[fw + 2u] = bitcast<u32>(f2.x);
+        partial[fw + 3u] = bitcast<u32>(f2.y);
+        partial[fw + 4u] = bitcast<u32>(lo);
+        partial[fw + 5u] = bitcast<u32>(hi);
+        partial[fw + 6u] = bitcast<u32>(g1.x);
+        partial[fw + 7u] = bitcast<u32>(g1.y);
+        partial[fw + 8u] = bitcast<u32>(g2.x);
+        partial[fw + 9u] = bitcast<u32>(g2.y);
+        partial[fw + 10u] = bitcast<u32>(shifts.x);
+        partial[fw + 11u] = bitcast<u32>(shifts.y);
+    }
+}

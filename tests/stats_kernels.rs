@@ -1,0 +1,535 @@
+//! The GPU tap statistics (src/stats/tap.rs, shaders/stats_*.wgsl) against the f64 CPU
+//! reference (src/stats/reference.rs) on random data with exact zeros, negative zeros, values on
+//! every kind of bin edge, NaN and +-Inf, odd P and C (not multiples of 4, 8 or 64; C % 4 != 0
+//! takes the scalar kernel), several batches with a partial last batch whose padding rows hold
+//! garbage, and labels. Counts and histograms must be exact, moments within 1e-6 relative,
+//! Hoyer within 1e-5.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use sparsescope::gpu::{Gpu, Plan, Tensor};
+use sparsescope::model::{TapInfo, TapKind};
+use sparsescope::stats::reference::{reference_hoyer, reference_pooled, reference_totals};
+use sparsescope::stats::spec::{LOG_BINS, LOG_MIN_EXP, ceil_f32, floor_f32, log_edges};
+use sparsescope::stats::{
+    Histogram, LinearHistSpec, PosHistSpec, Predicate, StatsConfig, TapStats, TapTotals,
+};
+use support::{Rng, gpu};
+
+fn tap_info(p: usize, c: usize) -> TapInfo {
+    TapInfo {
+        name: format!("test[{p}x{c}]"),
+        kind: TapKind::Hidden,
+        depth: 0,
+        positions: p,
+        channels: c,
+    }
+}
+
+/// What one pass over `x` [n, P, C] in batches of `batch` yields on the GPU.
+struct GpuRun {
+    totals: TapTotals,
+    pooled: Vec<f32>,
+    hoyer: Option<Vec<f32>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_gpu(
+    gpu: &Gpu,
+    x: &[f32],
+    n: usize,
+    p: usize,
+    c: usize,
+    batch: usize,
+    labels: Option<&[u32]>,
+    config: &StatsConfig,
+    groups: Option<usize>,
+) -> GpuRun {
+    let info = tap_info(p, c);
+    let stats = match groups {
+        Some(g) => TapStats::with_groups(gpu, &info, batch, config, g),
+        None => TapStats::new(gpu, &info, batch, config),
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tap: Tensor = gpu.zeros("tap", &[batch, p, c]).unwrap();
+    let image = p * c;
+    let mut pooled = Vec::new();
+    let mut hoyer = config.hoyer_tokens.then(Vec::new);
+    let mut start = 0;
+    while start < n {
+        let nb = batch.min(n - start);
+        // Padding rows hold garbage that must not count: NaN, Inf, large and active values.
+        let mut data: Vec<f32> = x[start * image..(start + nb) * image].to_vec();
+        let garbage = [f32::NAN, 1e3, f32::INFINITY, 5.0, -7.0];
+        data.extend((0..(batch - nb) * image).map(|i| garbage[i % garbage.len()]));
+        gpu.write(&tap, &data);
+        let l = labels.map(|l| &l[start..start + nb]);
+        let steps = stats
+            .steps(gpu, &tap, nb, l)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Plan { steps }.run(gpu).unwrap();
+        let pb: Vec<f32> = gpu.read(stats.pooled()).unwrap();
+        pooled.extend_from_slice(&pb[..nb * c]);
+        if let Some(h) = hoyer.as_mut() {
+            let hb: Vec<f32> = gpu.read(stats.hoyer_tokens().unwrap()).unwrap();
+            h.extend_from_slice(&hb[..nb * p]);
+        }
+        start += nb;
+    }
+    GpuRun {
+        totals: stats.finish(gpu).unwrap(),
+        pooled,
+        hoyer,
+    }
+}
+
+fn same_f64(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
+fn assert_rel(what: &str, got: Option<f64>, want: Option<f64>, rtol: f64, atol: f64) {
+    match (got, want) {
+        (Some(g), Some(w)) => assert!(
+            (g - w).abs() <= atol + rtol * w.abs(),
+            "{what}: expected {w}, got {g} (|diff| {:.3e}, allowed {:.3e})",
+            (g - w).abs(),
+            atol + rtol * w.abs()
+        ),
+        (g, w) => assert_eq!(g, w, "{what}"),
+    }
+}
+
+fn assert_counts(what: &str, got: &[u64], want: &[u64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!(
+            "{what}: index {i}: expected {}, got {} (first mismatch; {} differ)",
+            want[i],
+            got[i],
+            (0..got.len()).filter(|&i| got[i] != want[i]).count()
+        );
+    }
+}
+
+fn assert_hist(what: &str, got: &Histogram, want: &Histogram) {
+    assert_counts(&format!("{what} counts"), &got.counts, &want.counts);
+    assert_eq!(got.underflow, want.underflow, "{what} underflow");
+    assert_eq!(got.overflow, want.overflow, "{what} overflow");
+    assert_eq!(got.edges, want.edges, "{what} edges");
+}
+
+/// Every statistic of `got` against the reference: counts and histograms exact, moments to
+/// 1e-6 relative, Hoyer to 1e-5.
+fn assert_totals(ctx: &str, got: &TapTotals, want: &TapTotals) {
+    let w = |f: &str| format!("{ctx}: {f}");
+    assert_eq!(got.images, want.images, "{}", w("images"));
+    assert_eq!(got.entries, want.entries, "{}", w("entries"));
+    assert_counts(&w("firing_count"), &got.firing_count, &want.firing_count);
+    assert_counts(&w("active_images"), &got.active_images, &want.active_images);
+    assert_counts(&w("class_images"), &got.class_images, &want.class_images);
+    assert_counts(
+        &w("active_images_by_class"),
+        &got.active_images_by_class,
+        &want.active_images_by_class,
+    );
+    for (name, g, wv) in [
+        ("firing_rate", &got.firing_rate, &want.firing_rate),
+        (
+            "firing_rate_img",
+            &got.firing_rate_img,
+            &want.firing_rate_img,
+        ),
+        (
+            "firing_rate_img_by_class",
+            &got.firing_rate_img_by_class,
+            &want.firing_rate_img_by_class,
+        ),
+    ] {
+        assert_eq!(g.len(), wv.len(), "{}", w(name));
+        for (i, (a, b)) in g.iter().zip(wv.iter()).enumerate() {
+            assert!(
+                same_f64(*a, *b),
+                "{}: index {i}: expected {b}, got {a}",
+                w(name)
+            );
+        }
+    }
+    for (name, g, wv) in [
+        ("active_entries", got.active_entries, want.active_entries),
+        ("zero_entries", got.zero_entries, want.zero_entries),
+        ("nonzero_entries", got.nonzero_entries, want.nonzero_entries),
+        ("nan_count", got.nan_count, want.nan_count),
+        ("posinf_count", got.posinf_count, want.posinf_count),
+        ("neginf_count", got.neginf_count, want.neginf_count),
+        ("hoyer_tokens", got.hoyer_tokens, want.hoyer_tokens),
+        ("hoyer_excluded", got.hoyer_excluded, want.hoyer_excluded),
+        (
+            "dead_channels",
+            got.dead_channels as u64,
+            want.dead_channels as u64,
+        ),
+    ] {
+        assert_eq!(g, wv, "{}", w(name));
+    }
+    assert!(
+        same_f64(got.frac_active, want.frac_active),
+        "{}",
+        w("frac_active")
+    );
+    assert!(
+        same_f64(got.frac_nonzero, want.frac_nonzero),
+        "{}",
+        w("frac_nonzero")
+    );
+    assert_eq!(got.min, want.min, "{}", w("min"));
+    assert_eq!(got.max, want.max, "{}", w("max"));
+    assert_eq!(
+        got.moments.count,
+        want.moments.count,
+        "{}",
+        w("finite entries")
+    );
+    assert_rel(&w("mean"), got.mean, want.mean, 1e-6, 0.0);
+    assert_rel(&w("std"), got.std, want.std, 1e-6, 0.0);
+    assert_hist(&w("hist"), &got.hist, &want.hist);
+    assert_hist(&w("hist_pos"), &got.hist_pos, &want.hist_pos);
+    assert_hist(&w("loghist_pos"), &got.loghist_pos, &want.loghist_pos);
+    assert_hist(&w("loghist_neg"), &got.loghist_neg, &want.loghist_neg);
+    assert_rel(&w("hoyer_mean"), got.hoyer_mean, want.hoyer_mean, 0.0, 1e-5);
+    assert_rel(&w("hoyer_std"), got.hoyer_std, want.hoyer_std, 0.0, 1e-5);
+}
+
+/// Pooled means against the f64 reference, within the bound of recursive f32 summation over
+/// P terms (P * 2^-24 of the mean of |x|) plus the final division.
+fn assert_pooled(ctx: &str, got: &[f32], x: &[f32], n: usize, p: usize, c: usize) {
+    let want = reference_pooled(x, n, p, c).unwrap();
+    let scale = reference_pooled(&x.iter().map(|v| v.abs()).collect::<Vec<_>>(), n, p, c).unwrap();
+    assert_eq!(got.len(), want.len(), "{ctx}: pooled length");
+    for i in 0..want.len() {
+        let (g, w) = (got[i] as f64, want[i]);
+        if w.is_nan() || w.is_infinite() || scale[i].is_infinite() {
+            // The f32 sum of a column with NaN or Inf is NaN or Inf as well.
+            assert!(!g.is_finite(), "{ctx}: pooled[{i}]: expected {w}, got {g}");
+            continue;
+        }
+        let allowed = (p as f64 + 2.0) * f32::EPSILON as f64 / 2.0 * scale[i] + 1e-30;
+        assert!(
+            (g - w).abs() <= allowed,
+            "{ctx}: pooled[{i}] (image {}, channel {}): expected {w}, got {g} (allowed {allowed:.3e})",
+            i / c,
+            i % c
+        );
+    }
+}
+
+fn assert_hoyer_tokens(ctx: &str, got: &[f32], x: &[f32], n: usize, p: usize, c: usize) {
+    let want = reference_hoyer(x, n, p, c).unwrap();
+    assert_eq!(got.len(), want.len(), "{ctx}: hoyer length");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        match w {
+            None => assert!(
+                g.is_nan(),
+                "{ctx}: token {i}: expected excluded (NaN), got {g}"
+            ),
+            Some(w) => assert!(
+                (*g as f64 - w).abs() <= 1e-5,
+                "{ctx}: token {i}: expected Hoyer {w}, got {g}"
+            ),
+        }
+    }
+}
+
+/// Values a histogram must place exactly: every kind of edge, and the f32 neighbours of edges.
+fn edge_values(config: &StatsConfig) -> Vec<f32> {
+    let mut v = vec![
+        0.0,
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        1e-40,
+        -1e-40,
+        1e-30,
+        1e12,
+        -1e12,
+        f32::MAX,
+        f32::MIN,
+    ];
+    for e in config.hist.edges() {
+        let f = ceil_f32(e);
+        v.extend([f, f.next_down(), f.next_up(), -f]);
+    }
+    for e in config.hist_pos.edges() {
+        let f = floor_f32(e);
+        v.extend([f, f.next_down(), f.next_up()]);
+    }
+    for e in log_edges() {
+        let f = ceil_f32(e);
+        v.extend([f, f.next_down(), -f, -f.next_down()]);
+    }
+    v.push(2f32.powi(LOG_MIN_EXP));
+    v
+}
+
+/// Random activations: mostly GELU-/ReLU-like values of several scales, many exact zeros, a
+/// few channels that never fire, and a sprinkling of edge values (NaN and Inf included).
+fn activations(rng: &mut Rng, n: usize, p: usize, c: usize, config: &StatsConfig) -> Vec<f32> {
+    let edges = edge_values(config);
+    let dead: Vec<bool> = (0..c).map(|ch| ch % 7 == 3).collect();
+    let mut x = Vec::with_capacity(n * p * c);
+    for i in 0..n * p * c {
+        let ch = i % c;
+        let r = rng.below(100);
+        let v = if r < 25 {
+            0.0
+        } else if r < 30 {
+            edges[rng.below(edges.len())]
+        } else if r < 60 {
+            rng.uniform(-20.0, 20.0)
+        } else if r < 90 {
+            rng.uniform(-0.3, 3.0)
+        } else {
+            rng.uniform(-1e-3, 1e-3) * 10f32.powi(rng.below(6) as i32 - 4)
+        };
+        // Dead channels hold only non-positive finite values.
+        x.push(if dead[ch] {
+            let v = if v.is_finite() { v } else { -1.0 };
+            -v.abs()
+        } else {
+            v
+        });
+    }
+    x
+}
+
+/// Huge finite values would overflow |x|^2 in f32, which the GPU's Hoyer excludes on purpose;
+/// keep them out of data whose Hoyer is compared with the f64 reference.
+fn clamp_for_hoyer(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        if v.is_finite() && v.abs() > 1e15 {
+            *v = v.signum() * 1e15;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_case(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    n: usize,
+    p: usize,
+    c: usize,
+    batch: usize,
+    classes: usize,
+    config: &StatsConfig,
+) {
+    let config = StatsConfig {
+        classes,
+        hoyer_tokens: true,
+        ..config.clone()
+    };
+    let mut x = activations(rng, n, p, c, &config);
+    clamp_for_hoyer(&mut x);
+    let labels: Option<Vec<u32>> = (classes > 0).then(|| {
+        // The last class stays empty: its per-class rates must be NaN.
+        (0..n)
+            .map(|_| rng.below(classes.max(2) - 1) as u32)
+            .collect()
+    });
+    let ctx = format!(
+        "[{n}, {p}, {c}] batch {batch}, {} classes, {}",
+        classes, config.predicate
+    );
+    let got = run_gpu(gpu, &x, n, p, c, batch, labels.as_deref(), &config, None);
+    let want = reference_totals(&x, n, p, c, labels.as_deref(), &config).unwrap();
+    assert_totals(&ctx, &got.totals, &want);
+    assert_pooled(&ctx, &got.pooled, &x, n, p, c);
+    assert_hoyer_tokens(&ctx, got.hoyer.as_ref().unwrap(), &x, n, p, c);
+}
+
+#[test]
+fn matches_reference_on_odd_shapes_and_edge_values() {
+    let gpu = gpu();
+    let mut rng = Rng::new(41);
+    let config = StatsConfig::default();
+    // (n, P, C, batch, classes): C % 4 != 0 takes the scalar kernel; P above 64 spans several
+    // position chunks; C above 32 several channel blocks; n % batch != 0 a partial last batch.
+    for &(n, p, c, batch, classes) in &[
+        (1, 1, 1, 1, 0),
+        (7, 13, 37, 3, 3),
+        (5, 130, 68, 2, 4),
+        (3, 197, 36, 2, 0),
+        (4, 65, 5, 4, 2),
+        (9, 3, 200, 4, 0),
+        (2, 64, 3, 5, 0),
+    ] {
+        check_case(&gpu, &mut rng, n, p, c, batch, classes, &config);
+    }
+}
+
+#[test]
+fn predicates_and_custom_histograms() {
+    let gpu = gpu();
+    let mut rng = Rng::new(42);
+    let configs = [
+        StatsConfig {
+            predicate: Predicate::AbsGt(0.5),
+            ..Default::default()
+        },
+        StatsConfig {
+            predicate: Predicate::Gt(-1.0),
+            hist: LinearHistSpec {
+                lo: -3.0,
+                hi: 7.0,
+                bins: 37,
+            },
+            hist_pos: PosHistSpec { hi: 2.5, bins: 13 },
+            ..Default::default()
+        },
+        StatsConfig {
+            predicate: Predicate::Gt(1e-3),
+            hist: LinearHistSpec {
+                lo: 0.1,
+                hi: 0.7,
+                bins: 1000,
+            },
+            hist_pos: PosHistSpec { hi: 1.0, bins: 3 },
+            ..Default::default()
+        },
+    ];
+    for config in &configs {
+        check_case(&gpu, &mut rng, 5, 31, 44, 2, 0, config);
+        check_case(&gpu, &mut rng, 3, 17, 9, 2, 2, config);
+    }
+}
+
+/// Over a million entries with |mean| >> std: naive f32 sums lose the std entirely; the
+/// shifted, compensated sums must stay within 1e-6 relative of f64.
+#[test]
+fn moments_do_not_drift_over_many_entries() {
+    let gpu = gpu();
+    let mut rng = Rng::new(43);
+    let (n, p, c, batch) = (40, 197, 160, 16);
+    let x: Vec<f32> = (0..n * p * c)
+        .map(|i| 1000.0 + (i % 13) as f32 * 0.01 + rng.uniform(-0.5, 0.5))
+        .collect();
+    let config = StatsConfig::default();
+    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, None);
+    let want = reference_totals(&x, n, p, c, None, &config).unwrap();
+    assert_totals("drift", &got.totals, &want);
+    assert_pooled("drift", &got.pooled, &x, n, p, c);
+}
+
+/// The same data twice, and with other workgroup counts: identical counts, histograms and
+/// bit-identical sums for a fixed workgroup count; identical counts for any.
+#[test]
+fn runs_are_deterministic() {
+    let gpu = gpu();
+    let mut rng = Rng::new(44);
+    let (n, p, c, batch) = (6, 70, 24, 4);
+    let config = StatsConfig {
+        classes: 2,
+        ..Default::default()
+    };
+    let mut x = activations(&mut rng, n, p, c, &config);
+    clamp_for_hoyer(&mut x);
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    let a = run_gpu(&gpu, &x, n, p, c, batch, Some(&labels), &config, None);
+    let b = run_gpu(&gpu, &x, n, p, c, batch, Some(&labels), &config, None);
+    assert_eq!(a.totals, b.totals, "two runs differ");
+    assert_eq!(a.pooled, b.pooled);
+    for groups in [1, 3, 1000] {
+        let g = run_gpu(
+            &gpu,
+            &x,
+            n,
+            p,
+            c,
+            batch,
+            Some(&labels),
+            &config,
+            Some(groups),
+        );
+        let mut gt = g.totals.clone();
+        // Only the order of float additions depends on the workgroup count.
+        gt.moments = a.totals.moments;
+        gt.mean = a.totals.mean;
+        gt.std = a.totals.std;
+        gt.hoyer_moments = a.totals.hoyer_moments;
+        gt.hoyer_mean = a.totals.hoyer_mean;
+        gt.hoyer_std = a.totals.hoyer_std;
+        assert_eq!(gt, a.totals, "{groups} workgroups");
+        let want = reference_totals(&x, n, p, c, Some(&labels), &config).unwrap();
+        assert_totals(&format!("{groups} workgroups"), &g.totals, &want);
+    }
+}
+
+#[test]
+fn bad_batches_are_refused_with_clear_errors() {
+    let gpu = gpu();
+    let info = tap_info(5, 8);
+    let labelled = StatsConfig {
+        classes: 3,
+        ..Default::default()
+    };
+    let stats = TapStats::new(&gpu, &info, 4, &labelled).unwrap();
+    let msg = |r: sparsescope::Result<()>| r.unwrap_err().to_string();
+    assert!(msg(stats.set_batch(&gpu, 0, Some(&[]))).contains("0 valid images"));
+    assert!(msg(stats.set_batch(&gpu, 5, Some(&[0; 5]))).contains("batch of 4"));
+    assert!(msg(stats.set_batch(&gpu, 2, None)).contains("no labels"));
+    assert!(msg(stats.set_batch(&gpu, 2, Some(&[0]))).contains("1 labels for 2 images"));
+    assert!(msg(stats.set_batch(&gpu, 2, Some(&[0, 3]))).contains("label 3 of image 1"));
+    let plain = TapStats::new(&gpu, &info, 4, &StatsConfig::default()).unwrap();
+    assert!(msg(plain.set_batch(&gpu, 2, Some(&[0, 1]))).contains("without classes"));
+    let small = gpu.zeros("small", &[3, 5, 8]).unwrap();
+    assert!(plain.record(&gpu, &small).is_err());
+    let huge = TapStats::new(
+        &gpu,
+        &tap_info(1 << 16, 1 << 10),
+        64,
+        &StatsConfig::default(),
+    );
+    assert!(huge.err().unwrap().to_string().contains("smaller --batch"));
+    let many_bins = StatsConfig {
+        hist: LinearHistSpec {
+            lo: 0.0,
+            hi: 1.0,
+            bins: 4096,
+        },
+        hist_pos: PosHistSpec {
+            hi: 1.0,
+            bins: 4096,
+        },
+        ..Default::default()
+    };
+    assert!(
+        TapStats::new(&gpu, &info, 4, &many_bins)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("fewer bins")
+    );
+    assert_eq!(LOG_BINS, 128);
+}
+
+/// One workgroup asked for over 1.26 million entries: llvmpipe silently ends a shader's loops
+/// after 65,535 iterations per invocation, which cut this pass to a quarter before the host
+/// bounded the work per workgroup. Long per-lane sums of wide-range values also need the
+/// compensated summation.
+#[test]
+fn long_passes_are_not_cut_short() {
+    let gpu = gpu();
+    let mut rng = Rng::new(45);
+    let (n, p, c, batch) = (32, 197, 200, 32);
+    let x: Vec<f32> = (0..n * p * c)
+        .map(|_| rng.uniform(0.0, 2000.0) + if rng.below(2) == 0 { 1e4 } else { 0.0 })
+        .collect();
+    let config = StatsConfig::default();
+    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, Some(1));
+    let want = reference_totals(&x, n, p, c, None, &config).unwrap();
+    assert_totals("one workgroup asked", &got.totals, &want);
+    assert_pooled("one workgroup asked", &got.pooled, &x, n, p, c);
+}
