@@ -42,6 +42,11 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    /// A statistic that does not exist for these inputs (a constant RDM has no rank
+    /// correlation; RSA needs three images or more).
+    #[error("{what} is undefined: {why}")]
+    Undefined { what: String, why: String },
 }
 
 impl Error {

@@ -3,6 +3,7 @@
 //! `gpu` holds the engine (device, kernels, plans), `model` the architectures built on it,
 //! `stats` the statistics fed from taps of the forward pass, `data` the image input.
 
+pub mod analysis;
 pub mod data;
 pub mod error;
 pub mod extract;
@@ -10,6 +11,7 @@ pub mod gpu;
 pub mod model;
 pub mod npy;
 pub mod predict;
+pub mod rdm;
 pub mod stats;
 
 pub use error::{Error, Result};

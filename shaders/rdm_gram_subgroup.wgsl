@@ -1,0 +1,127 @@
+// rdm_gram_subgroup: inner products of the new rows of a batch with every stored row, the
+// variant for CPU adapters (lavapipe), where a workgroup of 8 invocations runs as one 8-wide SIMD
+// thread and loads, not arithmetic, limit speed (../shared/GPU-NOTES.md).
+//
+//   out[r, b_row0 + j] = sum_k (a[r, k] - sa_r) * (b[j, k] - sb_j)
+//
+// for batch rows r < nb and the rows j of this store buffer whose global index b_row0 + j is
+// below row_offset + n0 + nb (cursor = (n0, nb)): every row stored so far, this batch included.
+// With use_shift, sa_r = stats[n0 + r].x and sb_j = stats[b_row0 + j].x (the f32 means from
+// rdm_rowstats), so the products are of nearly centred vectors and the Pearson covariances
+// computed from them on the CPU do not cancel; without it (sketches) both shifts are 0.
+//
+// Bindings: 0 params; 1 a [rows, width] as vec4; 2 b [b_rows, width] as vec4 (width % 4 == 0);
+//           3 cursor [4] u32; 4 stats [capacity] vec4<f32>; 5 out [rows, stride].
+// Grid: ceil(rows / 8) * ceil(b_rows / 32) workgroups in any shape (linear index
+// wid.x + wid.y * nwg.x). A workgroup is exactly one subgroup of 8 lanes (the host only routes
+// here when the adapter's subgroup size is fixed at 8) and owns 8 batch rows x 32 stored rows:
+// lane l loads batch row l's vec4 and the vec4s of stored rows 4l..4l+3 at the same k, and
+// subgroupBroadcast hands every lane each batch row's vec4: 5 loads per 128 multiply-adds.
+// Reference: the NT case of the register-blocked GEMM micro-kernel (BLIS).
+//
+// Accuracy: products are summed in f32 runs of 512 (128 vec4 steps), each run added to a
+// running f32 total (kept in `out` itself), so the rounding error is about (sqrt(512) + sqrt(width / 512)) ulp of the
+// sum of |products| for random-signed errors: ~1e-6 relative for width 600,000.
+// Load indices are clamped into the bound rows, so lanes past an edge compute on valid data
+// and skip their stores.
+
+struct Params {
+    width4: u32, rows: u32, b_row0: u32, b_rows: u32,
+    stride: u32, use_shift: u32, row_offset: u32, capacity: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> cursor: array<u32>;
+@group(0) @binding(4) var<storage, read> stats: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+const RUN4: u32 = 128u;
+
+fn row4(x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(x, b0), dot(x, b1), dot(x, b2), dot(x, b3));
+}
+
+fn shift_of(index: u32) -> f32 {
+    if (params.use_shift == 0u) { return 0.0; }
+    return stats[min(index, params.capacity - 1u)].x;
+}
+
+@compute @workgroup_size(8)
+fn rdm_gram_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(subgroup_invocation_id) lane: u32) {
+    let n0 = cursor[0];
+    let nb = min(cursor[1], params.rows);
+    let n_stored = params.row_offset + n0 + nb;
+    let col_groups = (params.b_rows + 31u) / 32u;
+    let row_groups = (params.rows + 7u) / 8u;
+    let group = wid.x + wid.y * nwg.x;
+    // All three tests are uniform across the workgroup, so the subgroup stays whole.
+    if (group >= col_groups * row_groups) { return; }
+    let row0 = (group / col_groups) * 8u;
+    let jb = (group % col_groups) * 32u;
+    if (row0 >= nb || params.b_row0 + jb >= n_stored) { return; }
+
+    let w4 = params.width4;
+    let ra = min(row0 + lane, params.rows - 1u);
+    let sa = vec4<f32>(shift_of(n0 + ra));
+    let last = params.b_rows - 1u;
+    let j0 = min(jb + 4u * lane, last);
+    let j1 = min(jb + 4u * lane + 1u, last);
+    let j2 = min(jb + 4u * lane + 2u, last);
+    let j3 = min(jb + 4u * lane + 3u, last);
+    let s0 = vec4<f32>(shift_of(params.b_row0 + j0));
+    let s1 = vec4<f32>(shift_of(params.b_row0 + j1));
+    let s2 = vec4<f32>(shift_of(params.b_row0 + j2));
+    let s3 = vec4<f32>(shift_of(params.b_row0 + j3));
+
+    let col = jb + 4u * lane;
+    for (var k0 = 0u; k0 < w4; k0 += RUN4) {
+        var u0 = vec4<f32>(0.0); var u1 = vec4<f32>(0.0); var u2 = vec4<f32>(0.0); var u3 = vec4<f32>(0.0);
+        var u4 = vec4<f32>(0.0); var u5 = vec4<f32>(0.0); var u6 = vec4<f32>(0.0); var u7 = vec4<f32>(0.0);
+        let k_end = min(k0 + RUN4, w4);
+        for (var k = k0; k < k_end; k++) {
+            let x = a[ra * w4 + k] - sa;
+            let b0 = b[j0 * w4 + k] - s0;
+            let b1 = b[j1 * w4 + k] - s1;
+            let b2 = b[j2 * w4 + k] - s2;
+            let b3 = b[j3 * w4 + k] - s3;
+            u0 += row4(subgroupBroadcast(x, 0u), b0, b1, b2, b3);
+            u1 += row4(subgroupBroadcast(x, 1u), b0, b1, b2, b3);
+            u2 += row4(subgroupBroadcast(x, 2u), b0, b1, b2, b3);
+            u3 += row4(subgroupBroadcast(x, 3u), b0, b1, b2, b3);
+            u4 += row4(subgroupBroadcast(x, 4u), b0, b1, b2, b3);
+            u5 += row4(subgroupBroadcast(x, 5u), b0, b1, b2, b3);
+            u6 += row4(subgroupBroadcast(x, 6u), b0, b1, b2, b3);
+            u7 += row4(subgroupBroadcast(x, 7u), b0, b1, b2, b3);
+        }
+        // The running totals live in `out` (each element is this lane's alone): keeping them
+        // in registers too would double the accumulators and spill on CPU adapters.
+        let first = k0 == 0u;
+        add_row(row0, col, nb, n_stored, u0, first);
+        add_row(row0 + 1u, col, nb, n_stored, u1, first);
+        add_row(row0 + 2u, col, nb, n_stored, u2, first);
+        add_row(row0 + 3u, col, nb, n_stored, u3, first);
+        add_row(row0 + 4u, col, nb, n_stored, u4, first);
+        add_row(row0 + 5u, col, nb, n_stored, u5, first);
+        add_row(row0 + 6u, col, nb, n_stored, u6, first);
+        add_row(row0 + 7u, col, nb, n_stored, u7, first);
+    }
+    if (w4 == 0u) {
+        let z = vec4<f32>(0.0);
+        for (var i = 0u; i < 8u; i++) { add_row(row0 + i, col, nb, n_stored, z, true); }
+    }
+}
+
+fn add_row(r: u32, j: u32, nb: u32, n_stored: u32, v: vec4<f32>, first: bool) {
+    if (r >= nb) { return; }
+    for (var c = 0u; c < 4u; c++) {
+        let g = params.b_row0 + j + c;
+        if (j + c < params.b_rows && g < n_stored) {
+            let o = r * params.stride + g;
+            if (first) { out[o] = v[c]; } else { out[o] += v[c]; }
+        }
+    }
+}

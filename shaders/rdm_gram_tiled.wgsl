@@ -1,0 +1,106 @@
+// rdm_gram_tiled: the same inner products as rdm_gram_subgroup (see there for the definition,
+// the cursor and the shifts), for real GPUs and for any width: workgroup-memory tiles.
+//
+//   out[r, b_row0 + j] = sum_k (a[r, k] - sa_r) * (b[j, k] - sb_j)
+//
+// Bindings: 0 params; 1 a [rows, width]; 2 b [b_rows, width]; 3 cursor [4] u32;
+//           4 stats [capacity] vec4<f32>; 5 out [rows, stride].
+// Grid: ceil(rows / 16) * ceil(b_rows / 64) workgroups in any shape (linear index
+// wid.x + wid.y * nwg.x), 16 x 16 invocations. A workgroup owns 16 batch rows x 64 stored rows;
+// invocation (tx, ty) computes batch row ty against stored rows 4tx..4tx+3. K advances in tiles
+// of 32 staged (shifted, zero past the end) in workgroup memory.
+// Accuracy: f32 runs of 512 products (16 tiles) added to a running f32 total, as in the
+// subgroup variant.
+
+struct Params {
+    width: u32, rows: u32, b_row0: u32, b_rows: u32,
+    stride: u32, use_shift: u32, row_offset: u32, capacity: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> cursor: array<u32>;
+@group(0) @binding(4) var<storage, read> stats: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+const TM: u32 = 16u;
+const TN: u32 = 64u;
+const TK: u32 = 32u;
+const RUN_TILES: u32 = 16u;
+
+var<workgroup> a_tile: array<array<f32, 33>, TM>;
+var<workgroup> b_tile: array<array<f32, 33>, TN>;
+var<workgroup> a_shift: array<f32, TM>;
+var<workgroup> b_shift: array<f32, TN>;
+
+fn shift_of(index: u32) -> f32 {
+    if (params.use_shift == 0u) { return 0.0; }
+    return stats[min(index, params.capacity - 1u)].x;
+}
+
+@compute @workgroup_size(16, 16)
+fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n0 = cursor[0];
+    let nb = min(cursor[1], params.rows);
+    let n_stored = params.row_offset + n0 + nb;
+    let col_groups = (params.b_rows + TN - 1u) / TN;
+    let row_groups = (params.rows + TM - 1u) / TM;
+    let group = wid.x + wid.y * nwg.x;
+    // Uniform per workgroup: every invocation reaches the barriers or none does.
+    if (group >= col_groups * row_groups) { return; }
+    let row0 = (group / col_groups) * TM;
+    let jb = (group % col_groups) * TN;
+    if (row0 >= nb || params.b_row0 + jb >= n_stored) { return; }
+
+    if (li < TM) { a_shift[li] = shift_of(n0 + min(row0 + li, params.rows - 1u)); }
+    if (li < TN) { b_shift[li] = shift_of(params.b_row0 + min(jb + li, params.b_rows - 1u)); }
+    workgroupBarrier();
+
+    let w = params.width;
+    var total = vec4<f32>(0.0);
+    var run = vec4<f32>(0.0);
+    var tiles = 0u;
+    for (var k0 = 0u; k0 < w; k0 += TK) {
+        // Stage A: 16 x 32 = 2 loads per invocation; B: 64 x 32 = 8.
+        for (var e = li; e < TM * TK; e += 256u) {
+            let rr = e / TK;
+            let kk = e % TK;
+            let r = min(row0 + rr, params.rows - 1u);
+            var v = 0.0;
+            if (k0 + kk < w) { v = a[r * w + k0 + kk] - a_shift[rr]; }
+            a_tile[rr][kk] = v;
+        }
+        for (var e = li; e < TN * TK; e += 256u) {
+            let jj = e / TK;
+            let kk = e % TK;
+            let j = min(jb + jj, params.b_rows - 1u);
+            var v = 0.0;
+            if (k0 + kk < w) { v = b[j * w + k0 + kk] - b_shift[jj]; }
+            b_tile[jj][kk] = v;
+        }
+        workgroupBarrier();
+        let bj = lid.x * 4u;
+        for (var kk = 0u; kk < TK; kk++) {
+            let x = a_tile[lid.y][kk];
+            run += x * vec4<f32>(b_tile[bj][kk], b_tile[bj + 1u][kk], b_tile[bj + 2u][kk], b_tile[bj + 3u][kk]);
+        }
+        workgroupBarrier();
+        tiles += 1u;
+        if (tiles == RUN_TILES) { total += run; run = vec4<f32>(0.0); tiles = 0u; }
+    }
+    total += run;
+
+    let r = row0 + lid.y;
+    if (r >= nb) { return; }
+    for (var c = 0u; c < 4u; c++) {
+        let j = jb + lid.x * 4u + c;
+        let g = params.b_row0 + j;
+        if (j < params.b_rows && g < n_stored) {
+            out[r * params.stride + g] = total[c];
+        }
+    }
+}

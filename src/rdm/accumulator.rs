@@ -1,0 +1,732 @@
+//! `GramAccumulator`: the streaming GPU state behind the flat-feature RDMs of one tap.
+//!
+//! Per batch, inside the forward plan and without a round trip to the CPU:
+//! 1. `rdm_rowstats`: each image's f32 mean a_i, and t_i = sum(x_i - a_i), u_i = |x_i - a_i|^2.
+//! 2. Exact mode: `rdm_store` appends the flat rows [n, D] to a row store on the GPU.
+//!    Sketch mode: `rdm_sketch` projects x_i - a_i to k dimensions with a seeded sparse sign
+//!    matrix generated inside the kernel (`sketch.rs`), and `rdm_store` appends those
+//!    k-vectors instead.
+//! 3. `rdm_gram_*`: the inner products of the batch's new rows with every stored row (itself
+//!    included), into a scratch [batch, rows]; `rdm_scatter` files them into a packed lower
+//!    triangle of the Gram matrix that stays on the GPU.
+//!
+//! After the last batch, `finish` reads the triangle and the row statistics back once and
+//! returns a [`Gram`], from which every measure is finalised in f64 on the CPU.
+//!
+//! The batch's position (first image n0, valid rows nb) lives in a small `cursor` buffer that
+//! `begin_batch` writes before the plan is submitted, so the recorded steps are the same for
+//! every batch and can join a plan recorded once (a partial last batch only lowers nb).
+//! Buffers larger than the adapter's binding limit (128 MiB on many) are split by rows, one
+//! dispatch per buffer.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, Plan, Step, Tensor, grid};
+use crate::rdm::Gram;
+use crate::rdm::sketch::expected_error;
+
+/// How the flat features of one tap reach the Gram matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum FlatMode {
+    /// Every image's flat vector kept on the GPU; inner products accurate to ~1e-6 relative.
+    Exact,
+    /// A seeded k-dimensional random projection per image; inner products of unit vectors
+    /// carry an error of standard deviation at most sqrt(2/k).
+    Sketch { dim: usize, seed: u64 },
+}
+
+/// The kernel that computes the inner products (`rdm_gram_tiled` or `rdm_gram_subgroup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GramVariant {
+    /// Workgroup-memory tiles: real GPUs, and any width.
+    Tiled,
+    /// One 8-lane subgroup per workgroup with broadcasts: CPU adapters; width % 4 == 0.
+    Subgroup,
+}
+
+impl GramVariant {
+    pub fn kernel(self) -> &'static str {
+        match self {
+            GramVariant::Tiled => "rdm_gram_tiled",
+            GramVariant::Subgroup => "rdm_gram_subgroup",
+        }
+    }
+
+    /// Why this variant cannot run on `gpu` for rows of `width` floats, or `None`.
+    pub fn unsupported(self, gpu: &Gpu, width: usize) -> Option<String> {
+        match self {
+            GramVariant::Tiled => None,
+            GramVariant::Subgroup => {
+                let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
+                if !gpu.has_subgroups() {
+                    Some(format!("adapter '{}' has no subgroups", gpu.info.name))
+                } else if (min, max) != (8, 8) {
+                    Some(format!(
+                        "adapter '{}' has subgroup sizes {min}..{max}, the kernel needs exactly 8",
+                        gpu.info.name
+                    ))
+                } else if width % 4 != 0 {
+                    Some(format!(
+                        "width {width} is not a multiple of 4 (rows read as vec4)"
+                    ))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// The subgroup kernel on CPU adapters that can run it (GPU-NOTES.md), else the tiled one.
+    pub fn preferred(gpu: &Gpu, width: usize) -> GramVariant {
+        if gpu.is_cpu() && GramVariant::Subgroup.unsupported(gpu, width).is_none() {
+            GramVariant::Subgroup
+        } else {
+            GramVariant::Tiled
+        }
+    }
+}
+
+/// Rows of a store (or of the packed triangle) that one buffer holds.
+#[derive(Debug, Clone)]
+struct Chunk {
+    tensor: Tensor,
+    row0: usize,
+    rows: usize,
+    /// Packed index of (row0, 0) in the triangle; 0 for the row store.
+    base: usize,
+}
+
+/// The scatter kernel indexes i(i+1) in u32.
+const MAX_ROWS: usize = 65_535;
+
+/// Streaming Gram matrix of one tap's flat features on the GPU. See the module comment.
+pub struct GramAccumulator {
+    mode: FlatMode,
+    variant: GramVariant,
+    dim: usize,
+    capacity: usize,
+    batch: usize,
+    /// Store rows before the first image: 1 in sketch mode (row 0 holds S 1).
+    row_offset: usize,
+    /// The store's row width: D (exact) or k (sketch).
+    width: usize,
+    count: usize,
+    cursor: Tensor,
+    stats: Tensor,
+    store: Vec<Chunk>,
+    gram: Vec<Chunk>,
+    gram_scratch: Tensor,
+    sketch_scratch: Option<Tensor>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowStatsParams {
+    d: u32,
+    rows: u32,
+    capacity: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StoreParams {
+    width: u32,
+    rows: u32,
+    row0: u32,
+    dst_rows: u32,
+    row_offset: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScatterParams {
+    stride: u32,
+    rows: u32,
+    g_row0: u32,
+    g_rows: u32,
+    base: u32,
+    row_offset: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GramParams {
+    width: u32,
+    rows: u32,
+    b_row0: u32,
+    b_rows: u32,
+    stride: u32,
+    use_shift: u32,
+    row_offset: u32,
+    capacity: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SketchParams {
+    d: u32,
+    k: u32,
+    rows: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    ones: u32,
+    capacity: u32,
+    _pad: u32,
+}
+
+/// The largest buffer the accumulator binds whole.
+fn binding_limit(gpu: &Gpu) -> u64 {
+    (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size)
+}
+
+/// Row ranges of a store of `rows` rows of `width` f32 that fit `limit` bytes per buffer.
+fn row_chunks(rows: usize, width: usize, limit: u64) -> Option<Vec<(usize, usize)>> {
+    let per = (limit / (width as u64 * 4)) as usize;
+    if per == 0 {
+        return None;
+    }
+    Some(
+        (0..rows)
+            .step_by(per)
+            .map(|r0| (r0, per.min(rows - r0)))
+            .collect(),
+    )
+}
+
+/// Row ranges of the packed lower triangle (row i has i + 1 entries) that fit `limit` bytes.
+fn triangle_chunks(rows: usize, limit: u64) -> Vec<(usize, usize)> {
+    let max_entries = (limit / 4) as usize;
+    let mut out = Vec::new();
+    let mut r0 = 0;
+    while r0 < rows {
+        let mut r1 = r0;
+        let mut entries = 0;
+        // At least one row per buffer: a row of at most MAX_ROWS entries of 4 bytes is far
+        // below any adapter's limit.
+        while r1 < rows && (r1 == r0 || entries + r1 + 1 <= max_entries) {
+            entries += r1 + 1;
+            r1 += 1;
+        }
+        out.push((r0, r1 - r0));
+        r0 = r1;
+    }
+    out
+}
+
+fn packed(i: usize) -> usize {
+    i * (i + 1) / 2
+}
+
+impl FlatMode {
+    /// The store's row width and the rows before the first image.
+    fn layout(self, dim: usize) -> (usize, usize) {
+        match self {
+            FlatMode::Exact => (dim, 0),
+            FlatMode::Sketch { dim: k, .. } => (k, 1),
+        }
+    }
+}
+
+impl GramAccumulator {
+    /// GPU bytes held for `capacity` images of `dim` flat features with batches of `batch`.
+    pub fn bytes(mode: FlatMode, dim: usize, capacity: usize, batch: usize) -> u64 {
+        let (width, off) = mode.layout(dim);
+        let rows = (capacity + off) as u64;
+        let mut b = rows * width as u64 * 4 // store
+            + packed(rows as usize) as u64 * 4 // triangle
+            + batch as u64 * rows * 4 // scratch
+            + capacity as u64 * 16; // row statistics
+        if let FlatMode::Sketch { dim: k, .. } = mode {
+            b += batch as u64 * k as u64 * 4;
+        }
+        b
+    }
+
+    /// Allocate the state for up to `capacity` images of `dim` features arriving in batches of
+    /// at most `batch` rows, with the Gram kernel preferred on this adapter.
+    pub fn new(
+        gpu: &Gpu,
+        mode: FlatMode,
+        dim: usize,
+        capacity: usize,
+        batch: usize,
+    ) -> Result<GramAccumulator> {
+        let (width, _) = mode.layout(dim);
+        Self::with_variant(
+            gpu,
+            mode,
+            GramVariant::preferred(gpu, width),
+            dim,
+            capacity,
+            batch,
+        )
+    }
+
+    /// `new` with the Gram kernel given (tests run both on one adapter).
+    pub fn with_variant(
+        gpu: &Gpu,
+        mode: FlatMode,
+        variant: GramVariant,
+        dim: usize,
+        capacity: usize,
+        batch: usize,
+    ) -> Result<GramAccumulator> {
+        Self::with_options(gpu, mode, variant, dim, capacity, batch, binding_limit(gpu))
+    }
+
+    /// `with_variant` with buffers split at `max_buffer` bytes instead of the adapter's binding
+    /// limit (tests split a small store over many buffers this way).
+    pub fn with_options(
+        gpu: &Gpu,
+        mode: FlatMode,
+        variant: GramVariant,
+        dim: usize,
+        capacity: usize,
+        batch: usize,
+        max_buffer: u64,
+    ) -> Result<GramAccumulator> {
+        const OP: &str = "rdm accumulator";
+        let (width, row_offset) = mode.layout(dim);
+        if dim == 0 || capacity == 0 || batch == 0 {
+            return Err(Error::shape(
+                OP,
+                format!("needs positive sizes, got D = {dim}, capacity {capacity}, batch {batch}"),
+            ));
+        }
+        if let FlatMode::Sketch { dim: k, .. } = mode
+            && (k == 0 || k % 4 != 0)
+        {
+            // Multiples of 4 keep sketch rows readable as vec4 by the subgroup Gram kernel.
+            return Err(Error::Usage(format!(
+                "sketch dimension {k} must be a positive multiple of 4"
+            )));
+        }
+        if let Some(why) = variant.unsupported(gpu, width) {
+            return Err(Error::shape(
+                OP,
+                format!("kernel {} cannot run here: {why}", variant.kernel()),
+            ));
+        }
+        let rows = capacity + row_offset;
+        if rows > MAX_ROWS {
+            return Err(Error::Usage(format!(
+                "flat RDMs of {capacity} images exceed the {MAX_ROWS} an RDM kernel indexes; \
+                 use pooled RDMs or split the images"
+            )));
+        }
+        // Single buffers (the batch, the scratch) are checked against the adapter's limit; the
+        // store and the triangle are split at `limit`.
+        let adapter_limit = binding_limit(gpu);
+        let limit = max_buffer.min(adapter_limit);
+        let too_big = |what: &str, needed: u64| Error::Limit {
+            what: format!("{OP}: {what}"),
+            needed,
+            limit: adapter_limit,
+            adapter: gpu.info.name.clone(),
+            advice: "use a smaller --batch, fewer images or a sketch (--rdm-budget)".into(),
+        };
+        let input_len = batch as u64 * dim as u64;
+        if input_len * 4 > adapter_limit || input_len > u32::MAX as u64 {
+            return Err(too_big("one batch of flat features", input_len * 4));
+        }
+        let scratch_bytes = batch as u64 * rows as u64 * 4;
+        if scratch_bytes > adapter_limit {
+            return Err(too_big("the Gram rows of one batch", scratch_bytes));
+        }
+        // The store and scatter kernels put 256 columns per workgroup along x.
+        let max_wg = gpu.limits.max_compute_workgroups_per_dimension as usize;
+        if width.max(rows).div_ceil(256) > max_wg || batch > max_wg {
+            return Err(too_big(
+                "the copy grid",
+                width.max(rows).div_ceil(256).max(batch) as u64,
+            ));
+        }
+        let store_ranges = row_chunks(rows, width, limit)
+            .ok_or_else(|| too_big("one image's flat row", width as u64 * 4))?;
+
+        let label = |s: &str| format!("rdm {s}");
+        let mut store = Vec::new();
+        for (i, (row0, n)) in store_ranges.into_iter().enumerate() {
+            let tensor = gpu.zeros(&label(&format!("store {i}")), &[n, width])?;
+            store.push(Chunk {
+                tensor,
+                row0,
+                rows: n,
+                base: 0,
+            });
+        }
+        let mut gram = Vec::new();
+        for (i, (row0, n)) in triangle_chunks(rows, limit).into_iter().enumerate() {
+            let len = packed(row0 + n) - packed(row0);
+            let tensor = gpu.zeros(&label(&format!("gram {i}")), &[len.max(1)])?;
+            gram.push(Chunk {
+                tensor,
+                row0,
+                rows: n,
+                base: packed(row0),
+            });
+        }
+        let cursor = gpu.upload::<u32>(&label("cursor"), &[4], &[0, 0, 0, 0])?;
+        let stats = gpu.zeros(&label("row stats"), &[capacity, 4])?;
+        let gram_scratch = gpu.zeros(&label("gram rows"), &[batch, rows])?;
+        let sketch_scratch = match mode {
+            FlatMode::Exact => None,
+            FlatMode::Sketch { dim: k, .. } => Some(gpu.zeros(&label("sketch rows"), &[batch, k])?),
+        };
+        let acc = GramAccumulator {
+            mode,
+            variant,
+            dim,
+            capacity,
+            batch,
+            row_offset,
+            width,
+            count: 0,
+            cursor,
+            stats,
+            store,
+            gram,
+            gram_scratch,
+            sketch_scratch,
+        };
+        if let FlatMode::Sketch { .. } = mode {
+            acc.init_sketch_ones(gpu)?;
+        }
+        Ok(acc)
+    }
+
+    /// Store row 0 of a sketch store: S 1, the projection of the all-ones vector.
+    fn init_sketch_ones(&self, gpu: &Gpu) -> Result<()> {
+        let scratch = self.sketch_scratch.as_ref().expect("sketch mode");
+        let mut plan = Plan::default();
+        plan.push(self.sketch_dispatch(gpu, &gpu.dummy(), true)?);
+        plan.steps.push(Step::Copy {
+            src: scratch.view(&[self.width]),
+            dst: self.store[0].tensor.buffer.clone(),
+            dst_offset: 0,
+        });
+        plan.run(gpu)
+    }
+
+    fn sketch_dispatch(&self, gpu: &Gpu, input: &Tensor, ones: bool) -> Result<Dispatch> {
+        let FlatMode::Sketch { dim: k, seed } = self.mode else {
+            unreachable!("sketch dispatch in exact mode")
+        };
+        let rows = if ones { 1 } else { self.batch };
+        let params = SketchParams {
+            d: self.dim as u32,
+            k: k as u32,
+            rows: rows as u32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            ones: ones as u32,
+            capacity: self.capacity as u32,
+            _pad: 0,
+        };
+        let out = self.sketch_scratch.as_ref().expect("sketch mode");
+        Dispatch::new(
+            gpu,
+            "rdm_sketch",
+            &[],
+            &params,
+            &[input, &self.cursor, &self.stats, out],
+            grid(gpu, k.div_ceil(256) * rows),
+        )
+    }
+
+    pub fn mode(&self) -> FlatMode {
+        self.mode
+    }
+
+    pub fn variant(&self) -> GramVariant {
+        self.variant
+    }
+
+    /// Images accumulated so far (counting batches announced by `begin_batch`).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The bound on the standard deviation of the error of a correlation or cosine RDM entry
+    /// (the inner product of two unit vectors): sqrt(2/k) in sketch mode; in exact mode the
+    /// f32 summation's ~1e-6.
+    pub fn expected_error(&self) -> f64 {
+        match self.mode {
+            FlatMode::Exact => 1e-6,
+            FlatMode::Sketch { dim, .. } => expected_error(dim),
+        }
+    }
+
+    /// The steps that fold one batch held in `input` ([batch, D] rows, e.g. a tap's
+    /// [batch, P, C] activation) into the accumulator. They are the same for every batch, so
+    /// they can be recorded once into a plan; `begin_batch` must precede each submission.
+    pub fn steps(&self, gpu: &Gpu, input: &Tensor) -> Result<Vec<Step>> {
+        const OP: &str = "rdm accumulator";
+        if input.len() < self.batch * self.dim {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "input {:?} holds fewer than batch {} x D {} values",
+                    input.shape, self.batch, self.dim
+                ),
+            ));
+        }
+        let mut steps = Vec::new();
+        let rs = RowStatsParams {
+            d: self.dim as u32,
+            rows: self.batch as u32,
+            capacity: self.capacity as u32,
+            _pad: 0,
+        };
+        steps.push(Step::Kernel(Dispatch::new(
+            gpu,
+            "rdm_rowstats",
+            &[],
+            &rs,
+            &[input, &self.cursor, &self.stats],
+            grid(gpu, self.batch),
+        )?));
+
+        // The rows that go into the store and into the Gram products: the features themselves,
+        // or their sketches.
+        let rows_src = match self.mode {
+            FlatMode::Exact => input.clone(),
+            FlatMode::Sketch { .. } => {
+                steps.push(Step::Kernel(self.sketch_dispatch(gpu, input, false)?));
+                self.sketch_scratch.clone().expect("sketch mode")
+            }
+        };
+        let wgs_w = self.width.div_ceil(256) as u32;
+        for chunk in &self.store {
+            let p = StoreParams {
+                width: self.width as u32,
+                rows: self.batch as u32,
+                row0: chunk.row0 as u32,
+                dst_rows: chunk.rows as u32,
+                row_offset: self.row_offset as u32,
+                _pad: [0; 3],
+            };
+            steps.push(Step::Kernel(Dispatch::new(
+                gpu,
+                "rdm_store",
+                &[],
+                &p,
+                &[&rows_src, &self.cursor, &chunk.tensor],
+                [wgs_w, self.batch as u32, 1],
+            )?));
+        }
+
+        let stride = self.capacity + self.row_offset;
+        for chunk in &self.store {
+            let p = GramParams {
+                width: match self.variant {
+                    GramVariant::Tiled => self.width as u32,
+                    GramVariant::Subgroup => (self.width / 4) as u32,
+                },
+                rows: self.batch as u32,
+                b_row0: chunk.row0 as u32,
+                b_rows: chunk.rows as u32,
+                stride: stride as u32,
+                use_shift: matches!(self.mode, FlatMode::Exact) as u32,
+                row_offset: self.row_offset as u32,
+                capacity: self.capacity as u32,
+            };
+            let (tm, tn) = match self.variant {
+                GramVariant::Tiled => (16, 64),
+                GramVariant::Subgroup => (8, 32),
+            };
+            let groups = self.batch.div_ceil(tm) * chunk.rows.div_ceil(tn);
+            let d = Dispatch::new(
+                gpu,
+                self.variant.kernel(),
+                &[],
+                &p,
+                &[
+                    &rows_src,
+                    &chunk.tensor,
+                    &self.cursor,
+                    &self.stats,
+                    &self.gram_scratch,
+                ],
+                grid(gpu, groups),
+            )?;
+            steps.push(Step::Kernel(
+                d.with_flops(2 * (self.batch * chunk.rows * self.width) as u64),
+            ));
+        }
+
+        let wgs_s = stride.div_ceil(256) as u32;
+        for chunk in &self.gram {
+            let p = ScatterParams {
+                stride: stride as u32,
+                rows: self.batch as u32,
+                g_row0: chunk.row0 as u32,
+                g_rows: chunk.rows as u32,
+                base: chunk.base as u32,
+                row_offset: self.row_offset as u32,
+                _pad: [0; 2],
+            };
+            steps.push(Step::Kernel(Dispatch::new(
+                gpu,
+                "rdm_scatter",
+                &[],
+                &p,
+                &[&self.gram_scratch, &self.cursor, &chunk.tensor],
+                [wgs_s, self.batch as u32, 1],
+            )?));
+        }
+        Ok(steps)
+    }
+
+    /// Announce the next batch of `n_valid` images (its first rows; the rest of the batch
+    /// buffer is ignored). Call once per batch before submitting the plan with `steps`.
+    pub fn begin_batch(&mut self, gpu: &Gpu, n_valid: usize) -> Result<()> {
+        if n_valid > self.batch {
+            return Err(Error::shape(
+                "rdm accumulator",
+                format!("{n_valid} images in a batch of {}", self.batch),
+            ));
+        }
+        if self.count + n_valid > self.capacity {
+            return Err(Error::Usage(format!(
+                "the flat RDM was sized for {} images, {} arrived",
+                self.capacity,
+                self.count + n_valid
+            )));
+        }
+        let cursor = [self.count as u32, n_valid as u32, 0, 0];
+        gpu.write(&self.cursor, &cursor);
+        self.count += n_valid;
+        Ok(())
+    }
+
+    /// One batch on its own: `begin_batch`, then the steps in a plan of their own, submitted.
+    /// (A run joins `steps` to its forward plan instead.)
+    pub fn accumulate(&mut self, gpu: &Gpu, input: &Tensor, n_valid: usize) -> Result<()> {
+        let steps = self.steps(gpu, input)?;
+        self.begin_batch(gpu, n_valid)?;
+        let plan = Plan { steps };
+        plan.submit(gpu);
+        gpu.check_alive()
+    }
+
+    /// Read the Gram triangle and the row statistics back and assemble the f64 `Gram` of the
+    /// images seen so far.
+    pub fn finish(&self, gpu: &Gpu) -> Result<Gram> {
+        let n = self.count;
+        let off = self.row_offset;
+        let rows = n + off;
+        let stats: Vec<f32> = if n == 0 {
+            Vec::new()
+        } else {
+            let bytes = gpu.read_bytes(&self.stats.buffer, 0, (n * 16) as u64)?;
+            bytemuck::cast_slice(&bytes).to_vec()
+        };
+        // The packed triangle of the first `rows` store rows, in f64.
+        let mut tri = vec![0.0f64; packed(rows)];
+        for chunk in &self.gram {
+            if chunk.row0 >= rows {
+                break;
+            }
+            let end = (chunk.row0 + chunk.rows).min(rows);
+            let len = packed(end) - chunk.base;
+            let bytes = gpu.read_bytes(&chunk.tensor.buffer, 0, (len * 4) as u64)?;
+            let vals: &[f32] = bytemuck::cast_slice(&bytes);
+            for (o, &v) in tri[chunk.base..chunk.base + len].iter_mut().zip(vals) {
+                *o = v as f64;
+            }
+        }
+        let at = |i: usize, j: usize| {
+            let (i, j) = if j > i { (j, i) } else { (i, j) };
+            tri[packed(i) + j]
+        };
+        let mut yy = vec![0.0; n * n];
+        let (scale, ye, ee) = match self.mode {
+            FlatMode::Exact => (
+                1.0,
+                (0..n).map(|i| stats[4 * i + 1] as f64).collect::<Vec<_>>(),
+                self.dim as f64,
+            ),
+            FlatMode::Sketch { dim: k, .. } => {
+                let s1 = gpu.read_bytes(&self.store[0].tensor.buffer, 0, (k * 4) as u64)?;
+                let s1: &[f32] = bytemuck::cast_slice(&s1);
+                // The count sketch is unscaled: E <Sx, Sy> = <x, y>.
+                let ee = s1.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+                let ye = (0..n).map(|i| at(i + off, 0)).collect();
+                (1.0, ye, ee)
+            }
+        };
+        for i in 0..n {
+            for j in 0..=i {
+                let v = at(i + off, j + off) * scale;
+                yy[i * n + j] = v;
+                yy[j * n + i] = v;
+            }
+        }
+        let shift = (0..n).map(|i| stats[4 * i] as f64).collect();
+        let centre = (0..n)
+            .map(|i| stats[4 * i + 1] as f64 / self.dim as f64)
+            .collect();
+        let sketch = match self.mode {
+            FlatMode::Exact => None,
+            FlatMode::Sketch { dim, .. } => Some(dim),
+        };
+        Gram::from_parts(n, self.dim, shift, centre, yy, ye, ee, sketch)
+    }
+
+    /// Exact squared norms of the centred vectors |x_i - mean_i|^2 (from the row statistics,
+    /// also in sketch mode), e.g. to compare with the sketch's own estimate.
+    pub fn centred_norms(&self, gpu: &Gpu) -> Result<Vec<f64>> {
+        if self.count == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = gpu.read_bytes(&self.stats.buffer, 0, (self.count * 16) as u64)?;
+        let stats: &[f32] = bytemuck::cast_slice(&bytes);
+        Ok(stats
+            .chunks(4)
+            .map(|s| s[2] as f64 - (s[1] as f64).powi(2) / self.dim as f64)
+            .collect())
+    }
+}
+
+/// Choose exact or sketched flat RDMs per tap within `budget` bytes of GPU memory in all:
+/// every tap first gets a sketch (the least any tap can hold), then taps become exact in
+/// ascending order of their extra cost while the total fits. Deterministic; ties by index.
+pub fn plan_flat_modes(
+    budget: u64,
+    capacity: usize,
+    batch: usize,
+    dims: &[usize],
+    sketch_dim: usize,
+    seed: u64,
+) -> Vec<FlatMode> {
+    let sketch = FlatMode::Sketch {
+        dim: sketch_dim,
+        seed,
+    };
+    let mut modes = vec![sketch; dims.len()];
+    let mut used: u64 = dims
+        .iter()
+        .map(|&d| GramAccumulator::bytes(sketch, d, capacity, batch))
+        .sum();
+    let mut order: Vec<usize> = (0..dims.len()).collect();
+    let extra = |i: usize| {
+        GramAccumulator::bytes(FlatMode::Exact, dims[i], capacity, batch)
+            .saturating_sub(GramAccumulator::bytes(sketch, dims[i], capacity, batch))
+    };
+    order.sort_by_key(|&i| (extra(i), i));
+    for i in order {
+        if used + extra(i) <= budget {
+            used += extra(i);
+            modes[i] = FlatMode::Exact;
+        }
+    }
+    modes
+}
