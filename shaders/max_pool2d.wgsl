@@ -1,9 +1,18 @@
-// max_pool2d: k x k max pooling over NHWC, stride s, padding p (padded cells never win, as in
-// PyTorch's MaxPool2d, which pads with -inf).
+// max_pool2d: k x k max pooling of NHWC activations with stride s and symmetric padding p, as
+// PyTorch's MaxPool2d (ceil_mode=False, dilation 1), which pads with -inf: padded cells never
+// win, and a NaN in a window propagates to its output as in PyTorch.
+//   out[b, oy, ox, c] = max_{ky, kx < k, inside} x[b, oy * s - p + ky, ox * s - p + kx, c]
+// Every window holds at least one input cell (ops::max_pool2d checks p <= k / 2).
 // Bindings: 0 params (Meta); 1 x [B, H, W, C]; 2 out [B, Ho, Wo, C].
-// Grid: ceil(B * Ho * Wo * C / 64) workgroups split by `grid()`; one invocation per output.
+// Grid: ceil(B * Ho * Wo * C / 64) workgroups split by `grid()`; one invocation per output,
+// consecutive invocations take consecutive channels.
+// Reference: torch.nn.functional.max_pool2d.
 
-struct Meta { batch: u32, height: u32, width: u32, channels: u32, out_h: u32, out_w: u32, kernel: u32, stride: u32, pad: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Meta {
+    batch: u32, height: u32, width: u32, channels: u32,
+    out_h: u32, out_w: u32, kernel: u32, stride: u32,
+    pad: u32, _p0: u32, _p1: u32, _p2: u32,
+}
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -19,14 +28,21 @@ fn max_pool2d(@builtin(global_invocation_id) gid: vec3<u32>,
     let ox = pixel % params.out_w;
     let oy = (pixel / params.out_w) % params.out_h;
     let b = pixel / (params.out_w * params.out_h);
-    var best = -3.402823e38;
+    // -inf cannot be written as a WGSL constant: start from the first cell inside the image.
+    var best = 0.0;
+    var seen = false;
     for (var ky = 0u; ky < params.kernel; ky++) {
         let iy = i32(oy * params.stride + ky) - i32(params.pad);
         if (iy < 0 || iy >= i32(params.height)) { continue; }
         for (var kx = 0u; kx < params.kernel; kx++) {
             let ix = i32(ox * params.stride + kx) - i32(params.pad);
             if (ix < 0 || ix >= i32(params.width)) { continue; }
-            best = max(best, x[((b * params.height + u32(iy)) * params.width + u32(ix)) * params.channels + c]);
+            let v = x[((b * params.height + u32(iy)) * params.width + u32(ix)) * params.channels + c];
+            // NaN sticks once taken (no v > NaN holds). It is tested on the bits: compilers may
+            // fold `v != v` to false (lavapipe does).
+            let nan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+            if (!seen || v > best || nan) { best = v; }
+            seen = true;
         }
     }
     out[i] = best;

@@ -11,23 +11,30 @@
 // computed from them on the CPU do not cancel; without it (sketches) both shifts are 0.
 //
 // Bindings: 0 params; 1 a [rows, width] as vec4; 2 b [b_rows, width] as vec4 (width % 4 == 0);
-//           3 cursor [4] u32; 4 stats [capacity] vec4<f32>; 5 out [rows, stride].
-// Grid: ceil(rows / 8) * ceil(b_rows / 32) workgroups in any shape (linear index
-// wid.x + wid.y * nwg.x). A workgroup is exactly one subgroup of 8 lanes (the host only routes
+//           3 cursor [4] u32; 4 stats [capacity] vec4<f32>; 5 out [splits, rows, stride].
+// Split K: the width is cut into `splits` ranges of split_len vec4s; split s writes its partial
+// sums to out[s, r, g] and rdm_scatter adds the splits. The host keeps split_len small enough
+// that an invocation runs fewer than 65,535 loop iterations in all (llvmpipe silently ends
+// every loop of an invocation beyond that: see src/stats/tap.rs); splits also give wide taps
+// more workgroups.
+// Grid: splits * ceil(rows / 8) * ceil(b_rows / 32) workgroups in any shape (linear index
+// wid.x + wid.y * nwg.x, split = index / tiles). A workgroup is exactly one subgroup of 8 lanes (the host only routes
 // here when the adapter's subgroup size is fixed at 8) and owns 8 batch rows x 32 stored rows:
 // lane l loads batch row l's vec4 and the vec4s of stored rows 4l..4l+3 at the same k, and
 // subgroupBroadcast hands every lane each batch row's vec4: 5 loads per 128 multiply-adds.
 // Reference: the NT case of the register-blocked GEMM micro-kernel (BLIS).
 //
 // Accuracy: products are summed in f32 runs of 512 (128 vec4 steps), each run added to a
-// running f32 total (kept in `out` itself), so the rounding error is about (sqrt(512) + sqrt(width / 512)) ulp of the
-// sum of |products| for random-signed errors: ~1e-6 relative for width 600,000.
+// running f32 total per split (kept in `out` itself), the splits added by rdm_scatter, so the
+// rounding error is about (sqrt(512) + sqrt(split_len / 128) + splits) ulp of the sum of
+// |products| for random-signed errors: ~1e-6 relative for width 600,000.
 // Load indices are clamped into the bound rows, so lanes past an edge compute on valid data
 // and skip their stores.
 
 struct Params {
     width4: u32, rows: u32, b_row0: u32, b_rows: u32,
     stride: u32, use_shift: u32, row_offset: u32, capacity: u32,
+    split_len: u32, splits: u32, split_stride: u32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -57,9 +64,12 @@ fn rdm_gram_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let n_stored = params.row_offset + n0 + nb;
     let col_groups = (params.b_rows + 31u) / 32u;
     let row_groups = (params.rows + 7u) / 8u;
-    let group = wid.x + wid.y * nwg.x;
+    let tiles = col_groups * row_groups;
+    let id = wid.x + wid.y * nwg.x;
     // All three tests are uniform across the workgroup, so the subgroup stays whole.
-    if (group >= col_groups * row_groups) { return; }
+    if (id >= tiles * params.splits) { return; }
+    let split = id / tiles;
+    let group = id % tiles;
     let row0 = (group / col_groups) * 8u;
     let jb = (group % col_groups) * 32u;
     if (row0 >= nb || params.b_row0 + jb >= n_stored) { return; }
@@ -78,10 +88,12 @@ fn rdm_gram_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let s3 = vec4<f32>(shift_of(params.b_row0 + j3));
 
     let col = jb + 4u * lane;
-    for (var k0 = 0u; k0 < w4; k0 += RUN4) {
+    let k_begin = split * params.split_len;
+    let k_stop = min(k_begin + params.split_len, w4);
+    for (var k0 = k_begin; k0 < k_stop; k0 += RUN4) {
         var u0 = vec4<f32>(0.0); var u1 = vec4<f32>(0.0); var u2 = vec4<f32>(0.0); var u3 = vec4<f32>(0.0);
         var u4 = vec4<f32>(0.0); var u5 = vec4<f32>(0.0); var u6 = vec4<f32>(0.0); var u7 = vec4<f32>(0.0);
-        let k_end = min(k0 + RUN4, w4);
+        let k_end = min(k0 + RUN4, k_stop);
         for (var k = k0; k < k_end; k++) {
             let x = a[ra * w4 + k] - sa;
             let b0 = b[j0 * w4 + k] - s0;
@@ -99,28 +111,24 @@ fn rdm_gram_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         }
         // The running totals live in `out` (each element is this lane's alone): keeping them
         // in registers too would double the accumulators and spill on CPU adapters.
-        let first = k0 == 0u;
-        add_row(row0, col, nb, n_stored, u0, first);
-        add_row(row0 + 1u, col, nb, n_stored, u1, first);
-        add_row(row0 + 2u, col, nb, n_stored, u2, first);
-        add_row(row0 + 3u, col, nb, n_stored, u3, first);
-        add_row(row0 + 4u, col, nb, n_stored, u4, first);
-        add_row(row0 + 5u, col, nb, n_stored, u5, first);
-        add_row(row0 + 6u, col, nb, n_stored, u6, first);
-        add_row(row0 + 7u, col, nb, n_stored, u7, first);
-    }
-    if (w4 == 0u) {
-        let z = vec4<f32>(0.0);
-        for (var i = 0u; i < 8u; i++) { add_row(row0 + i, col, nb, n_stored, z, true); }
+        let first = k0 == k_begin;
+        add_row(split, row0, col, nb, n_stored, u0, first);
+        add_row(split, row0 + 1u, col, nb, n_stored, u1, first);
+        add_row(split, row0 + 2u, col, nb, n_stored, u2, first);
+        add_row(split, row0 + 3u, col, nb, n_stored, u3, first);
+        add_row(split, row0 + 4u, col, nb, n_stored, u4, first);
+        add_row(split, row0 + 5u, col, nb, n_stored, u5, first);
+        add_row(split, row0 + 6u, col, nb, n_stored, u6, first);
+        add_row(split, row0 + 7u, col, nb, n_stored, u7, first);
     }
 }
 
-fn add_row(r: u32, j: u32, nb: u32, n_stored: u32, v: vec4<f32>, first: bool) {
+fn add_row(split: u32, r: u32, j: u32, nb: u32, n_stored: u32, v: vec4<f32>, first: bool) {
     if (r >= nb) { return; }
     for (var c = 0u; c < 4u; c++) {
         let g = params.b_row0 + j + c;
         if (j + c < params.b_rows && g < n_stored) {
-            let o = r * params.stride + g;
+            let o = split * params.split_stride + r * params.stride + g;
             if (first) { out[o] = v[c]; } else { out[o] += v[c]; }
         }
     }

@@ -4,9 +4,10 @@
 //   out[r, b_row0 + j] = sum_k (a[r, k] - sa_r) * (b[j, k] - sb_j)
 //
 // Bindings: 0 params; 1 a [rows, width]; 2 b [b_rows, width]; 3 cursor [4] u32;
-//           4 stats [capacity] vec4<f32>; 5 out [rows, stride].
-// Grid: ceil(rows / 16) * ceil(b_rows / 64) workgroups in any shape (linear index
-// wid.x + wid.y * nwg.x), 16 x 16 invocations. A workgroup owns 16 batch rows x 64 stored rows;
+//           4 stats [capacity] vec4<f32>; 5 out [splits, rows, stride].
+// Split K as in rdm_gram_subgroup (split_len floats, a multiple of 32, per split).
+// Grid: splits * ceil(rows / 16) * ceil(b_rows / 64) workgroups in any shape (linear index
+// wid.x + wid.y * nwg.x, split = index / tiles), 16 x 16 invocations. A workgroup owns 16 batch rows x 64 stored rows;
 // invocation (tx, ty) computes batch row ty against stored rows 4tx..4tx+3. K advances in tiles
 // of 32 staged (shifted, zero past the end) in workgroup memory.
 // Accuracy: f32 runs of 512 products (16 tiles) added to a running f32 total, as in the
@@ -15,6 +16,7 @@
 struct Params {
     width: u32, rows: u32, b_row0: u32, b_rows: u32,
     stride: u32, use_shift: u32, row_offset: u32, capacity: u32,
+    split_len: u32, splits: u32, split_stride: u32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -49,9 +51,12 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     let n_stored = params.row_offset + n0 + nb;
     let col_groups = (params.b_rows + TN - 1u) / TN;
     let row_groups = (params.rows + TM - 1u) / TM;
-    let group = wid.x + wid.y * nwg.x;
+    let tiles = col_groups * row_groups;
+    let id = wid.x + wid.y * nwg.x;
     // Uniform per workgroup: every invocation reaches the barriers or none does.
-    if (group >= col_groups * row_groups) { return; }
+    if (id >= tiles * params.splits) { return; }
+    let split = id / tiles;
+    let group = id % tiles;
     let row0 = (group / col_groups) * TM;
     let jb = (group % col_groups) * TN;
     if (row0 >= nb || params.b_row0 + jb >= n_stored) { return; }
@@ -61,17 +66,19 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     workgroupBarrier();
 
     let w = params.width;
+    let k_begin = split * params.split_len;
+    let k_stop = min(k_begin + params.split_len, w);
     var total = vec4<f32>(0.0);
     var run = vec4<f32>(0.0);
-    var tiles = 0u;
-    for (var k0 = 0u; k0 < w; k0 += TK) {
+    var done = 0u;
+    for (var k0 = k_begin; k0 < k_stop; k0 += TK) {
         // Stage A: 16 x 32 = 2 loads per invocation; B: 64 x 32 = 8.
         for (var e = li; e < TM * TK; e += 256u) {
             let rr = e / TK;
             let kk = e % TK;
             let r = min(row0 + rr, params.rows - 1u);
             var v = 0.0;
-            if (k0 + kk < w) { v = a[r * w + k0 + kk] - a_shift[rr]; }
+            if (k0 + kk < k_stop) { v = a[r * w + k0 + kk] - a_shift[rr]; }
             a_tile[rr][kk] = v;
         }
         for (var e = li; e < TN * TK; e += 256u) {
@@ -79,7 +86,7 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             let kk = e % TK;
             let j = min(jb + jj, params.b_rows - 1u);
             var v = 0.0;
-            if (k0 + kk < w) { v = b[j * w + k0 + kk] - b_shift[jj]; }
+            if (k0 + kk < k_stop) { v = b[j * w + k0 + kk] - b_shift[jj]; }
             b_tile[jj][kk] = v;
         }
         workgroupBarrier();
@@ -89,8 +96,8 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             run += x * vec4<f32>(b_tile[bj][kk], b_tile[bj + 1u][kk], b_tile[bj + 2u][kk], b_tile[bj + 3u][kk]);
         }
         workgroupBarrier();
-        tiles += 1u;
-        if (tiles == RUN_TILES) { total += run; run = vec4<f32>(0.0); tiles = 0u; }
+        done += 1u;
+        if (done == RUN_TILES) { total += run; run = vec4<f32>(0.0); done = 0u; }
     }
     total += run;
 
@@ -100,7 +107,7 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         let j = jb + lid.x * 4u + c;
         let g = params.b_row0 + j;
         if (j < params.b_rows && g < n_stored) {
-            out[r * params.stride + g] = total[c];
+            out[split * params.split_stride + r * params.stride + g] = total[c];
         }
     }
 }

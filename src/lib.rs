@@ -12,6 +12,7 @@ pub mod model;
 pub mod npy;
 pub mod predict;
 pub mod rdm;
+pub mod run;
 pub mod stats;
 
 pub use error::{Error, Result};

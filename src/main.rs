@@ -12,6 +12,9 @@ use sparsescope::extract::{ExtractOptions, extract};
 use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
 use sparsescope::predict::predict;
+use sparsescope::rdm::Measure;
+use sparsescope::run::{RunOptions, RunReport};
+use sparsescope::stats::StatsConfig;
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +83,54 @@ enum Command {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+        /// Images per GPU batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Stop at the first unreadable image instead of skipping it with a warning.
+        #[arg(long)]
+        strict: bool,
+        #[command(flatten)]
+        model_args: ModelArgs,
+    },
+    /// All statistics in one streaming pass: firing rates, histograms, moments, Hoyer sparsity,
+    /// pooled features, RDMs and decorrelation, written to OUT (see the README for every file).
+    /// With no --model it runs on both bundled models and the bundled photos.
+    Run {
+        /// A .safetensors checkpoint (default: the bundled EfficientNet-Lite0 and DINOv2 ViT-S/14,
+        /// each into OUT/<name>).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// A folder of images (class labels from sub-folders) or a float32 [N,3,H,W] .npy.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/models/images"))]
+        input: PathBuf,
+        /// Output folder.
+        #[arg(long, default_value = "sparsescope-out")]
+        out: PathBuf,
+        /// Tap names or globs, comma-separated (default: every tap).
+        #[arg(long, value_delimiter = ',')]
+        taps: Vec<String>,
+        /// When an entry counts as active: gt:T (x > T) or absgt:T (|x| > T).
+        #[arg(long, default_value = "gt:0")]
+        active: String,
+        /// Linear histogram range LO,HI.
+        #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [-16.0, 16.0])]
+        hist_range: Vec<f64>,
+        /// Linear histogram bins.
+        #[arg(long, default_value_t = 256)]
+        hist_bins: usize,
+        /// RDM measures, comma-separated: correlation, cosine, euclidean.
+        #[arg(long, value_delimiter = ',', default_value = "correlation")]
+        rdm: Vec<String>,
+        /// MiB of GPU memory the flat-feature RDM stores of all taps may use; taps beyond it get a
+        /// seeded random sketch whose expected error the summary states.
+        #[arg(long, default_value_t = 1024)]
+        rdm_budget: u64,
+        /// Dimension of the flat-feature sketch (a multiple of 32).
+        #[arg(long, default_value_t = sparsescope::rdm::DEFAULT_SKETCH_DIM)]
+        sketch_dim: usize,
+        /// Seed of the sketch.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// Images per GPU batch.
         #[arg(long, default_value_t = 8)]
         batch: usize,
@@ -204,6 +255,92 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Run {
+            model: path,
+            input,
+            out,
+            taps,
+            active,
+            hist_range,
+            hist_bins,
+            rdm,
+            rdm_budget,
+            sketch_dim,
+            seed,
+            batch,
+            strict,
+            model_args,
+        } => {
+            let gpu = open_gpu(&cli.gpu)?;
+            let mut stats = StatsConfig {
+                predicate: active.parse()?,
+                ..Default::default()
+            };
+            stats.hist.lo = hist_range[0];
+            stats.hist.hi = hist_range[1];
+            stats.hist.bins = *hist_bins;
+            let options = RunOptions {
+                taps: taps.clone(),
+                batch: *batch,
+                stats,
+                measures: rdm
+                    .iter()
+                    .map(|m| Measure::parse(m))
+                    .collect::<Result<_, _>>()?,
+                rdm_budget: rdm_budget * (1 << 20),
+                sketch_dim: *sketch_dim,
+                seed: *seed,
+                strict: *strict,
+            };
+            let bundled = [
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/models/efficientnet_lite0.safetensors"
+                ),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/models/dinov2_vits14.safetensors"
+                ),
+            ];
+            let jobs: Vec<(PathBuf, PathBuf)> = match path {
+                Some(p) => vec![(p.clone(), out.clone())],
+                None => bundled
+                    .iter()
+                    .map(|p| {
+                        let p = PathBuf::from(p);
+                        let stem = p.file_stem().unwrap_or_default().to_os_string();
+                        (p, out.join(stem))
+                    })
+                    .collect(),
+            };
+            let mut reports = Vec::new();
+            for (model_path, out_dir) in jobs {
+                let net = model::load(&gpu, &model_path, &model_options(model_args))?;
+                let source = BatchSource::open(input, &net.preprocess(), *batch, threads())?;
+                let bar = progress_bar(source.len(), cli.quiet || cli.json);
+                let report = sparsescope::run::run(
+                    &gpu,
+                    net.as_ref(),
+                    &model_path,
+                    input,
+                    source,
+                    &out_dir,
+                    &options,
+                    &mut |done| bar.set_position(done as u64),
+                )?;
+                bar.finish_and_clear();
+                for (p, why) in &report.skipped {
+                    eprintln!("warning: skipped {}: {why}", p.display());
+                }
+                if !cli.quiet && !cli.json {
+                    print_table(&model_path, &report);
+                }
+                reports.push(report);
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            }
+        }
         Command::Predict {
             model: path,
             images,
@@ -226,6 +363,39 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_table(model: &std::path::Path, report: &RunReport) {
+    println!(
+        "{}: {} images -> {}",
+        model.display(),
+        report.images,
+        report.summary.display()
+    );
+    let width = report
+        .rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    println!(
+        "  {:width$}  {:>8}  {:>9}  {:>13}  {:>6}  {:>8}",
+        "tap", "% active", "mean rate", "dead channels", "Hoyer", "decorr."
+    );
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    for r in &report.rows {
+        println!(
+            "  {:width$}  {:>8.2}  {:>9.3}  {:>6} / {:<5}  {:>6}  {:>8}",
+            r.name,
+            100.0 * r.frac_active,
+            r.mean_firing_rate,
+            r.dead_channels,
+            r.channels,
+            opt(r.hoyer_mean),
+            opt(r.decorrelation)
+        );
+    }
 }
 
 /// Decoding threads: all cores but one, which feeds the GPU.

@@ -533,3 +533,111 @@ fn long_passes_are_not_cut_short() {
     assert_totals("one workgroup asked", &got.totals, &want);
     assert_pooled("one workgroup asked", &got.pooled, &x, n, p, c);
 }
+
+/// Seconds per repetition of each of `plans`, timed interleaved (so that load from other
+/// processes hits all alike) after a warm-up run (pipelines compile lazily); the minimum of
+/// `samples` runs of `reps` repetitions.
+fn seconds_per_run(gpu: &Gpu, plans: &[&[sparsescope::gpu::Step]], reps: usize) -> Vec<f64> {
+    let plans: Vec<Plan> = plans
+        .iter()
+        .map(|steps| Plan {
+            steps: (0..reps).flat_map(|_| steps.iter().cloned()).collect(),
+        })
+        .collect();
+    let mut best = vec![f64::INFINITY; plans.len()];
+    for plan in &plans {
+        plan.run(gpu).unwrap();
+    }
+    let samples = std::env::var("STATS_BENCH_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    for _ in 0..samples {
+        for (plan, best) in plans.iter().zip(&mut best) {
+            let t = std::time::Instant::now();
+            plan.run(gpu).unwrap();
+            *best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+        }
+    }
+    best
+}
+
+/// The cost of all default statistics of a tap next to the matmul that produces a tap of the
+/// same size (ViT-B/16 at batch 8: the block output [8*197, 768] from a 768x768 projection, and
+/// the MLP hidden [8*197, 3072] from fc1), measured in the same run. Prints the ratios.
+/// Run: cargo test --release --test stats_kernels stats_cost -- --ignored --nocapture
+#[test]
+#[ignore]
+fn stats_cost_vs_matmul() {
+    use sparsescope::gpu::ops::{self, Act, Epilogue};
+    let gpu = gpu();
+    let mut rng = Rng::new(46);
+    println!("adapter: {} ({:?})", gpu.info.name, gpu.info.device_type);
+    let (b, p, k) = (8, 197, 768);
+    let m = b * p;
+    let a = gpu
+        .upload("a", &[m, k], &rng.vec(m * k, -1.0, 1.0))
+        .unwrap();
+    let quick = std::env::var("STATS_BENCH_QUICK").is_ok();
+    let shapes: &[(usize, &str)] = if quick {
+        &[(768, "block output")]
+    } else {
+        &[(768, "block output"), (3072, "MLP hidden (GELU)")]
+    };
+    for &(c, what) in shapes {
+        let w = gpu
+            .upload("w", &[k, c], &rng.vec(k * c, -0.05, 0.05))
+            .unwrap();
+        let tap = gpu.zeros("tap", &[b, p, c]).unwrap();
+        let mm = ops::matmul(
+            &gpu,
+            &a,
+            k,
+            &w,
+            &tap,
+            m,
+            Epilogue {
+                act: if c == 3072 { Act::Gelu } else { Act::None },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mm_steps = vec![sparsescope::gpu::Step::Kernel(mm)];
+        // The matmul's own output is realistic tap data (GELU: many small negatives).
+        Plan {
+            steps: mm_steps.clone(),
+        }
+        .run(&gpu)
+        .unwrap();
+        let info = tap_info(p, c);
+        let config = StatsConfig::default();
+        let items = b * p.div_ceil(64);
+        let mut groups: Vec<Option<usize>> = if quick {
+            vec![None]
+        } else {
+            vec![None, Some(2), Some(4), Some(8), Some(16)]
+        };
+        groups.push(Some(items));
+        for g in groups {
+            let stats = match g {
+                Some(g) => TapStats::with_groups(&gpu, &info, b, &config, g),
+                None => TapStats::new(&gpu, &info, b, &config),
+            }
+            .unwrap();
+            let steps = stats.steps(&gpu, &tap, b, None).unwrap();
+            let t = seconds_per_run(&gpu, &[&mm_steps, &steps, &steps[..1]], 2);
+            let (t_mm, t_stats, t_tap) = (t[0], t[1], t[2]);
+            println!(
+                "[{b}x{p}, {c}] {what}: matmul {:.1} ms; stats {:.2} ms (stats_tap {:.2} ms, \
+                 {} workgroups{}) = {:.1}% of the matmul; {:.2} ns/entry",
+                t_mm * 1e3,
+                t_stats * 1e3,
+                t_tap * 1e3,
+                stats.groups(),
+                if g.is_none() { ", default" } else { "" },
+                100.0 * t_stats / t_mm,
+                t_stats * 1e9 / (m * c) as f64
+            );
+        }
+    }
+}

@@ -99,6 +99,26 @@ struct Chunk {
 /// The scatter kernel indexes i(i+1) in u32.
 const MAX_ROWS: usize = 65_535;
 
+/// llvmpipe silently ends every loop of a shader invocation once the invocation has run 65,535
+/// loop iterations in all (see src/stats/tap.rs). Every kernel here keeps below this budget:
+/// the Gram kernels by splitting the width (split K), the others by refusing larger shapes.
+const LOOP_BUDGET: usize = 60_000;
+
+/// Floats of the width one Gram workgroup covers: the subgroup kernel runs one iteration per
+/// vec4 plus 33 per run of 128 (32,768 vec4s: ~41,000 iterations), the tiled one ~43 per tile
+/// of 32 floats (1,024 tiles: ~44,000).
+fn split_floats(variant: GramVariant) -> usize {
+    match variant {
+        GramVariant::Subgroup => 4 * 32_768,
+        GramVariant::Tiled => 32_768,
+    }
+}
+
+/// Split-K parts of a row of `width` floats.
+fn splits(variant: GramVariant, width: usize) -> usize {
+    width.div_ceil(split_floats(variant)).max(1)
+}
+
 /// Streaming Gram matrix of one tap's flat features on the GPU. See the module comment.
 pub struct GramAccumulator {
     mode: FlatMode,
@@ -148,7 +168,8 @@ struct ScatterParams {
     g_rows: u32,
     base: u32,
     row_offset: u32,
-    _pad: [u32; 2],
+    splits: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -162,6 +183,10 @@ struct GramParams {
     use_shift: u32,
     row_offset: u32,
     capacity: u32,
+    split_len: u32,
+    splits: u32,
+    split_stride: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -235,9 +260,11 @@ impl GramAccumulator {
     pub fn bytes(mode: FlatMode, dim: usize, capacity: usize, batch: usize) -> u64 {
         let (width, off) = mode.layout(dim);
         let rows = (capacity + off) as u64;
+        // The scratch holds the split-K parts: as many as the tiled kernel needs at most.
+        let parts = splits(GramVariant::Tiled, width) as u64;
         let mut b = rows * width as u64 * 4 // store
             + packed(rows as usize) as u64 * 4 // triangle
-            + batch as u64 * rows * 4 // scratch
+            + parts * batch as u64 * rows * 4 // scratch
             + capacity as u64 * 16; // row statistics
         if let FlatMode::Sketch { dim: k, .. } = mode {
             b += batch as u64 * k as u64 * 4;
@@ -332,9 +359,23 @@ impl GramAccumulator {
         if input_len * 4 > adapter_limit || input_len > u32::MAX as u64 {
             return Err(too_big("one batch of flat features", input_len * 4));
         }
-        let scratch_bytes = batch as u64 * rows as u64 * 4;
+        let parts = splits(variant, width);
+        let scratch_bytes = (parts * batch * rows) as u64 * 4;
         if scratch_bytes > adapter_limit {
             return Err(too_big("the Gram rows of one batch", scratch_bytes));
+        }
+        // Loop iterations per invocation of the fixed-width kernels (see LOOP_BUDGET).
+        if 2 * dim.div_ceil(256) + 16 > LOOP_BUDGET {
+            return Err(too_big("flat features per image (rdm_rowstats loop budget)", dim as u64));
+        }
+        if let FlatMode::Sketch { dim: k, .. } = mode
+            && dim.div_ceil(k) > LOOP_BUDGET
+        {
+            return Err(Error::Usage(format!(
+                "flat features of {dim} values need a sketch dimension of at least {} \
+                 (one loop iteration per {k} values is limited to {LOOP_BUDGET})",
+                dim.div_ceil(LOOP_BUDGET).next_multiple_of(4)
+            )));
         }
         // The store and scatter kernels put 256 columns per workgroup along x.
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension as usize;
@@ -371,7 +412,7 @@ impl GramAccumulator {
         }
         let cursor = gpu.upload::<u32>(&label("cursor"), &[4], &[0, 0, 0, 0])?;
         let stats = gpu.zeros(&label("row stats"), &[capacity, 4])?;
-        let gram_scratch = gpu.zeros(&label("gram rows"), &[batch, rows])?;
+        let gram_scratch = gpu.zeros(&label("gram rows"), &[parts, batch, rows])?;
         let sketch_scratch = match mode {
             FlatMode::Exact => None,
             FlatMode::Sketch { dim: k, .. } => Some(gpu.zeros(&label("sketch rows"), &[batch, k])?),
@@ -524,6 +565,11 @@ impl GramAccumulator {
         }
 
         let stride = self.capacity + self.row_offset;
+        let parts = splits(self.variant, self.width);
+        let unit = match self.variant {
+            GramVariant::Tiled => 1,
+            GramVariant::Subgroup => 4,
+        };
         for chunk in &self.store {
             let p = GramParams {
                 width: match self.variant {
@@ -537,12 +583,16 @@ impl GramAccumulator {
                 use_shift: matches!(self.mode, FlatMode::Exact) as u32,
                 row_offset: self.row_offset as u32,
                 capacity: self.capacity as u32,
+                split_len: (split_floats(self.variant) / unit) as u32,
+                splits: parts as u32,
+                split_stride: (self.batch * stride) as u32,
+                _pad: 0,
             };
             let (tm, tn) = match self.variant {
                 GramVariant::Tiled => (16, 64),
                 GramVariant::Subgroup => (8, 32),
             };
-            let groups = self.batch.div_ceil(tm) * chunk.rows.div_ceil(tn);
+            let groups = parts * self.batch.div_ceil(tm) * chunk.rows.div_ceil(tn);
             let d = Dispatch::new(
                 gpu,
                 self.variant.kernel(),
@@ -571,7 +621,8 @@ impl GramAccumulator {
                 g_rows: chunk.rows as u32,
                 base: chunk.base as u32,
                 row_offset: self.row_offset as u32,
-                _pad: [0; 2],
+                splits: parts as u32,
+                _pad: 0,
             };
             steps.push(Step::Kernel(Dispatch::new(
                 gpu,

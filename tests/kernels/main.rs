@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod conv;
 mod matmul;
 
 use sparsescope::gpu::ops;

@@ -2,8 +2,11 @@
 
 mod attention;
 mod cnn;
+pub mod conv;
 mod layernorm;
+pub mod layout;
 mod matmul;
+pub mod pool;
 mod vit;
 
 pub use attention::attention;

@@ -1,0 +1,389 @@
+//! `sparsescope run`: every statistic of DESIGN.md in one streaming pass. Per batch the forward
+//! plan runs with, at each chosen tap, the statistics kernels (`stats::TapStats`) and the flat
+//! Gram accumulator (`rdm::GramAccumulator`) recorded right where the tap's value is ready;
+//! only pooled features ([n, C] per batch) come back per batch. After the last batch, one
+//! read-back per tap, finalisation in f64, and the outputs, each written atomically.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::data::BatchSource;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Step};
+use crate::model::{Network, TapInfo, select::select_taps};
+use crate::npy::write_npy;
+use crate::rdm::{FlatMode, Gram, GramAccumulator, Measure, plan_flat_modes};
+use crate::stats::{StatsConfig, TapStats, TapTotals};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunOptions {
+    pub taps: Vec<String>,
+    pub batch: usize,
+    pub stats: StatsConfig,
+    pub measures: Vec<Measure>,
+    /// GPU bytes all taps' flat RDM stores may use; beyond it flat RDMs are sketched.
+    pub rdm_budget: u64,
+    pub sketch_dim: usize,
+    pub seed: u64,
+    pub strict: bool,
+}
+
+/// What the terminal table shows per tap.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TapRow {
+    pub name: String,
+    pub frac_active: f64,
+    pub mean_firing_rate: f64,
+    pub dead_channels: usize,
+    pub channels: usize,
+    pub hoyer_mean: Option<f64>,
+    pub decorrelation: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub images: usize,
+    pub skipped: Vec<(PathBuf, String)>,
+    pub rows: Vec<TapRow>,
+    pub summary: PathBuf,
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+    std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("txt.tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
+}
+
+/// The read-back buffer of one tap's pooled features.
+fn readback(gpu: &Gpu, floats: usize) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("pooled read-back"),
+        size: (floats * 4).max(4) as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+fn read_floats(gpu: &Gpu, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>> {
+    gpu.map_and_wait(buffer)?;
+    let data = {
+        let view = buffer
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu {
+                context: "reading pooled features back".into(),
+                message: e.to_string(),
+            })?;
+        bytemuck::cast_slice::<u8, f32>(&view)[..count].to_vec()
+    };
+    buffer.unmap();
+    Ok(data)
+}
+
+/// Run `model` over `source`, writing everything under `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    gpu: &Gpu,
+    model: &dyn Network,
+    model_path: &Path,
+    input: &Path,
+    mut source: BatchSource,
+    out: &Path,
+    options: &RunOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<RunReport> {
+    let [_, height, width] = source.image_shape();
+    let all = model.taps(height, width)?;
+    let chosen = select_taps(&all, &options.taps)?;
+    let taps: Vec<TapInfo> = chosen.iter().map(|&i| all[i].clone()).collect();
+    let total = source.len();
+    let batch = options.batch.clamp(1, total.max(1));
+    let labels = source
+        .image_set()
+        .filter(|s| s.has_labels())
+        .map(|s| s.classes.clone());
+    let mut config = options.stats.clone();
+    config.classes = labels.as_ref().map_or(0, Vec::len);
+    config.validate()?;
+    for dir in [out.to_path_buf(), out.join("taps")] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::file(&dir, format!("cannot create the output folder: {e}")))?;
+    }
+
+    let forward = model.forward(gpu, batch, height, width)?;
+    let stats: Vec<TapStats> = taps
+        .iter()
+        .map(|t| TapStats::new(gpu, t, batch, &config))
+        .collect::<Result<_>>()?;
+    let dims: Vec<usize> = taps.iter().map(|t| t.positions * t.channels).collect();
+    let modes = plan_flat_modes(
+        options.rdm_budget,
+        total,
+        batch,
+        &dims,
+        options.sketch_dim,
+        options.seed,
+    );
+    let mut grams: Vec<GramAccumulator> = modes
+        .iter()
+        .zip(&dims)
+        .map(|(&mode, &dim)| GramAccumulator::new(gpu, mode, dim, total, batch))
+        .collect::<Result<_>>()?;
+    let pooled_buffers: Vec<wgpu::Buffer> = taps
+        .iter()
+        .map(|t| readback(gpu, batch * t.channels))
+        .collect();
+    let mut pooled: Vec<Vec<f32>> = taps
+        .iter()
+        .map(|t| Vec::with_capacity(total * t.channels))
+        .collect();
+
+    // One label per image of the set (when every image sits in a class folder) and the lines of
+    // images.txt, taken before the loop borrows the source.
+    let set = source.image_set().cloned();
+    let all_labels: Option<Vec<u32>> = set.as_ref().filter(|s| s.has_labels()).map(|s| {
+        s.entries
+            .iter()
+            .map(|e| e.label.unwrap_or(0) as u32)
+            .collect()
+    });
+    let mut kept: Vec<usize> = Vec::with_capacity(total);
+    let mut skipped = Vec::new();
+    let mut slot = vec![None; all.len()];
+    for (k, &i) in chosen.iter().enumerate() {
+        slot[i] = Some(k);
+    }
+    let image_len = 3 * height * width;
+    for b in &mut source {
+        let b = b?;
+        if let Some((path, why)) = b.skipped.first() {
+            if options.strict {
+                return Err(Error::file(
+                    path,
+                    format!("unreadable image ({why}); --strict stops here"),
+                ));
+            }
+            skipped.extend(b.skipped.iter().cloned());
+        }
+        let n = b.len();
+        if n == 0 {
+            continue;
+        }
+        let batch_labels: Option<Vec<u32>> = all_labels
+            .as_ref()
+            .map(|l| b.indices.iter().map(|&i| l[i]).collect());
+        // Per-batch state (valid rows, labels) is written before the steps are recorded.
+        let mut steps_of: Vec<Vec<Step>> = Vec::with_capacity(taps.len());
+        for (k, &i) in chosen.iter().enumerate() {
+            grams[k].begin_batch(gpu, n)?;
+            let mut steps = stats[k].steps(gpu, &forward.tensors[i], n, batch_labels.as_deref())?;
+            steps.extend(grams[k].steps(gpu, &forward.tensors[i])?);
+            steps.push(Step::Copy {
+                src: stats[k].pooled().clone(),
+                dst: pooled_buffers[k].clone(),
+                dst_offset: 0,
+            });
+            steps_of.push(steps);
+        }
+        let plan = forward
+            .plan
+            .with_hooks(|i| Ok(slot[i].map(|k| steps_of[k].clone()).unwrap_or_default()))?;
+        let mut padded = b.data;
+        padded.resize(batch * image_len, 0.0);
+        gpu.write(&forward.input, &padded);
+        plan.run(gpu)?;
+        for (k, t) in taps.iter().enumerate() {
+            pooled[k].extend(read_floats(gpu, &pooled_buffers[k], n * t.channels)?);
+        }
+        kept.extend(&b.indices);
+        progress(kept.len());
+    }
+    let images = kept.len();
+    if images == 0 {
+        return Err(Error::Usage(
+            "no image could be read; nothing was computed".into(),
+        ));
+    }
+
+    // images.txt: path, then a tab and the class label when there is one, in RDM order.
+    let mut lines = String::new();
+    for &i in &kept {
+        match &set {
+            Some(set) => {
+                lines.push_str(&set.entries[i].path.to_string_lossy());
+                if let Some(label) = set.label_name(i) {
+                    lines.push('\t');
+                    lines.push_str(label);
+                }
+            }
+            None => lines.push_str(&format!("{}[{i}]", input.display())),
+        }
+        lines.push('\n');
+    }
+    write_text(&out.join("images.txt"), &lines)?;
+
+    let mut rows = Vec::with_capacity(taps.len());
+    let mut tap_summaries = Vec::with_capacity(taps.len());
+    for (k, t) in taps.iter().enumerate() {
+        let totals = stats[k].finish(gpu)?;
+        let dir = out.join("taps").join(&t.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
+        let flat = grams[k].finish(gpu)?;
+        let pooled_gram = Gram::from_features(&pooled[k], images, t.channels)?;
+        let files = write_tap_arrays(
+            &dir,
+            t,
+            &totals,
+            &pooled[k],
+            images,
+            &pooled_gram,
+            &flat,
+            &options.measures,
+        )?;
+        let decorrelation = flat.decorrelation().ok();
+        let mean_rate =
+            totals.firing_rate.iter().sum::<f64>() / totals.firing_rate.len().max(1) as f64;
+        rows.push(TapRow {
+            name: t.name.clone(),
+            frac_active: totals.frac_active,
+            mean_firing_rate: mean_rate,
+            dead_channels: totals.dead_channels,
+            channels: t.channels,
+            hoyer_mean: totals.hoyer_mean,
+            decorrelation,
+        });
+        tap_summaries.push(serde_json::json!({
+            "tap": t,
+            "stats": totals,
+            "decorrelation": decorrelation,
+            "rdm_flat": match modes[k] {
+                FlatMode::Exact => serde_json::json!({"mode": "exact"}),
+                FlatMode::Sketch { dim, seed } => serde_json::json!({
+                    "mode": "sketch", "sketch_dim": dim, "seed": seed,
+                    "expected_error": grams[k].expected_error(),
+                }),
+            },
+            "files": files,
+        }));
+    }
+
+    let summary = serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "sparsescope", "version": env!("CARGO_PKG_VERSION")},
+        "adapter": gpu.summary(),
+        "model": {
+            "path": model_path,
+            "sha256": sha256_file(model_path)?,
+            "arch": model.arch(),
+            "description": model.describe(),
+            "parameters": model.parameters(),
+        },
+        "inputs": {
+            "path": input,
+            "images": images,
+            "skipped": skipped.iter().map(|(p, why)| serde_json::json!({"path": p, "reason": why})).collect::<Vec<_>>(),
+            "classes": set.as_ref().filter(|s| s.has_labels()).map(|s| s.classes.clone()),
+            "image_shape": [3, height, width],
+            "preprocess": format!("{:?}", model.preprocess()),
+        },
+        "flags": options,
+        "taps": tap_summaries,
+    });
+    let summary_path = out.join("summary.json");
+    write_json(&summary_path, &summary)?;
+    Ok(RunReport {
+        images,
+        skipped,
+        rows,
+        summary: summary_path,
+    })
+}
+
+/// Write one tap's arrays (DESIGN.md "Outputs"); returns file name -> path relative to OUT.
+#[allow(clippy::too_many_arguments)]
+fn write_tap_arrays(
+    dir: &Path,
+    tap: &TapInfo,
+    totals: &TapTotals,
+    pooled: &[f32],
+    images: usize,
+    pooled_gram: &Gram,
+    flat_gram: &Gram,
+    measures: &[Measure],
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let c = tap.channels;
+    let mut files = serde_json::Map::new();
+    let mut note = |name: &str| {
+        files.insert(
+            name.to_string(),
+            serde_json::Value::String(format!("taps/{}/{name}.npy", tap.name)),
+        );
+        dir.join(format!("{name}.npy"))
+    };
+    write_npy(note("firing_count"), &[c], &totals.firing_count)?;
+    write_npy(note("firing_rate"), &[c], &totals.firing_rate)?;
+    write_npy(note("firing_rate_img"), &[c], &totals.firing_rate_img)?;
+    if totals.classes > 0 {
+        write_npy(
+            note("firing_rate_img_by_class"),
+            &[totals.classes, c],
+            &totals.firing_rate_img_by_class,
+        )?;
+    }
+    write_npy(
+        note("hist"),
+        &[totals.hist.counts.len()],
+        &totals.hist.counts,
+    )?;
+    write_npy(
+        note("hist_pos"),
+        &[totals.hist_pos.counts.len()],
+        &totals.hist_pos.counts,
+    )?;
+    write_npy(
+        note("loghist_pos"),
+        &[totals.loghist_pos.counts.len()],
+        &totals.loghist_pos.counts,
+    )?;
+    write_npy(
+        note("loghist_neg"),
+        &[totals.loghist_neg.counts.len()],
+        &totals.loghist_neg.counts,
+    )?;
+    write_npy(note("pooled"), &[images, c], pooled)?;
+    for &m in measures {
+        write_npy(
+            note(&format!("rdm_pooled_{}", m.name())),
+            &[images, images],
+            pooled_gram.rdm(m).as_slice(),
+        )?;
+        write_npy(
+            note(&format!("rdm_flat_{}", m.name())),
+            &[images, images],
+            flat_gram.rdm(m).as_slice(),
+        )?;
+    }
+    Ok(files)
+}
