@@ -181,6 +181,32 @@ fn exact_mode_matches_numpy_fixture() {
     }
 }
 
+/// Rows longer than one Gram workgroup covers (split K; llvmpipe ends loops after 65,535
+/// iterations per invocation, so a kernel without splits would silently stop early).
+#[test]
+fn wide_rows_are_split_and_exact() {
+    let gpu = gpu();
+    let n = 6;
+    for d in [300_000usize, 300_001] {
+        let x = features(n, d, 31);
+        let want = Gram::from_features(&x, n, d).unwrap();
+        for variant in variants(&gpu, d) {
+            let mut acc =
+                GramAccumulator::with_variant(&gpu, FlatMode::Exact, variant, d, n, 4).unwrap();
+            let got = accumulate(&gpu, &mut acc, &x, n, d, 4);
+            assert_rdms_close(&format!("D {d} {variant:?}"), &got, &want, 1e-5);
+        }
+        let mode = FlatMode::Sketch { dim: 64, seed: 9 };
+        let mut acc = GramAccumulator::new(&gpu, mode, d, n, 4).unwrap();
+        let got = accumulate(&gpu, &mut acc, &x, n, d, 4);
+        let dec = (got.decorrelation().unwrap() - want.decorrelation().unwrap()).abs();
+        assert!(
+            dec < acc.expected_error(),
+            "D {d}: sketched decorrelation off by {dec}"
+        );
+    }
+}
+
 /// Stores and Gram triangles split over many small buffers, with batches straddling them.
 #[test]
 fn chunked_buffers_give_the_same_result() {

@@ -7,8 +7,9 @@
 //!    matrix generated inside the kernel (`sketch.rs`), and `rdm_store` appends those
 //!    k-vectors instead.
 //! 3. `rdm_gram_*`: the inner products of the batch's new rows with every stored row (itself
-//!    included), into a scratch [batch, rows]; `rdm_scatter` files them into a packed lower
-//!    triangle of the Gram matrix that stays on the GPU.
+//!    included), in parts over ranges of the width (split K), into a scratch
+//!    [parts, batch, rows]; `rdm_scatter` adds the parts and files the sums into a packed
+//!    lower triangle of the Gram matrix that stays on the GPU.
 //!
 //! After the last batch, `finish` reads the triangle and the row statistics back once and
 //! returns a [`Gram`], from which every measure is finalised in f64 on the CPU.
@@ -366,7 +367,10 @@ impl GramAccumulator {
         }
         // Loop iterations per invocation of the fixed-width kernels (see LOOP_BUDGET).
         if 2 * dim.div_ceil(256) + 16 > LOOP_BUDGET {
-            return Err(too_big("flat features per image (rdm_rowstats loop budget)", dim as u64));
+            return Err(too_big(
+                "flat features per image (rdm_rowstats loop budget)",
+                dim as u64,
+            ));
         }
         if let FlatMode::Sketch { dim: k, .. } = mode
             && dim.div_ceil(k) > LOOP_BUDGET
