@@ -285,6 +285,18 @@ fn main() {
 
     let numpy = numpy_gflops();
     println!("\nsummary, adapter {adapter}:");
+    // lavapipe and numpy both use every core: other work on the machine lowers both numbers,
+    // so say how busy it was (Linux only; the 1-minute figure covers most of this run).
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        println!(
+            "  load average {} on {cores} cores (above ~{cores} means other work shared them)",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     for (i, n) in NS.into_iter().enumerate() {
         let mut best = 0.0f64;
         for ((tn, kernel), (flops, seconds)) in totals.borrow().iter() {
