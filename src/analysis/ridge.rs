@@ -21,6 +21,9 @@
 //! Form: the primal p x p system when N > p, the dual (kernel) N x N one otherwise; both are
 //! solved by Cholesky in f64.
 
+// `!(x > y)` on purpose throughout: a NaN must fail the test, not pass it.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};

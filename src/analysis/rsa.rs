@@ -24,6 +24,9 @@
 //! Kendall's permutations and samples re-count inversions, O(N^2 log N) each. Permutations and
 //! samples run in parallel (rayon).
 
+// `!(x > y)` on purpose throughout: a NaN must fail the test, not pass it.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use rayon::prelude::*;
 
 use crate::analysis::SplitMix64;

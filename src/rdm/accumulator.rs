@@ -66,7 +66,7 @@ impl GramVariant {
                         "adapter '{}' has subgroup sizes {min}..{max}, the kernel needs exactly 8",
                         gpu.info.name
                     ))
-                } else if width % 4 != 0 {
+                } else if !width.is_multiple_of(4) {
                     Some(format!(
                         "width {width} is not a multiple of 4 (rows read as vec4)"
                     ))
@@ -205,7 +205,9 @@ struct SketchParams {
 
 /// The largest buffer the accumulator binds whole.
 fn binding_limit(gpu: &Gpu) -> u64 {
-    (gpu.limits.max_storage_buffer_binding_size as u64).min(gpu.limits.max_buffer_size)
+    gpu.limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size)
 }
 
 /// Row ranges of a store of `rows` rows of `width` f32 that fit `limit` bytes per buffer.
@@ -232,7 +234,7 @@ fn triangle_chunks(rows: usize, limit: u64) -> Vec<(usize, usize)> {
         let mut entries = 0;
         // At least one row per buffer: a row of at most MAX_ROWS entries of 4 bytes is far
         // below any adapter's limit.
-        while r1 < rows && (r1 == r0 || entries + r1 + 1 <= max_entries) {
+        while r1 < rows && (r1 == r0 || entries + r1 < max_entries) {
             entries += r1 + 1;
             r1 += 1;
         }
@@ -325,7 +327,7 @@ impl GramAccumulator {
             ));
         }
         if let FlatMode::Sketch { dim: k, .. } = mode
-            && (k == 0 || k % 4 != 0)
+            && (k == 0 || !k.is_multiple_of(4))
         {
             // Multiples of 4 keep sketch rows readable as vec4 by the subgroup Gram kernel.
             return Err(Error::Usage(format!(
