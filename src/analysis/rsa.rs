@@ -513,16 +513,29 @@ pub fn bootstrap_sample(n: usize, seed: u64, k: u64) -> Vec<usize> {
     (0..n).map(|_| g.below(n)).collect()
 }
 
-/// Sorted positions and the runs of equal values in them, for weighted ranks.
+/// How often each image is drawn by bootstrap sample k.
+fn sample_counts(n: usize, seed: u64, k: u64) -> Vec<f64> {
+    let mut counts = vec![0.0f64; n];
+    for i in bootstrap_sample(n, seed, k) {
+        counts[i] += 1.0;
+    }
+    counts
+}
+
+/// An upper triangle in sorted order, for weighted ranks: the entries' positions, the images
+/// (i, j) of each (so a sample's weight count_i * count_j is read in order, not gathered), and
+/// the runs of equal values.
 struct RankPlan {
     order: Vec<u32>,
+    pair: Vec<(u32, u32)>,
     /// Run boundaries in `order`: run r is order[runs[r]..runs[r + 1]].
     runs: Vec<u32>,
 }
 
 impl RankPlan {
-    fn new(v: &[f64]) -> RankPlan {
+    fn new(v: &[f64], pairs: &[(u32, u32)]) -> RankPlan {
         let order = sort_order(v);
+        let pair = order.iter().map(|&o| pairs[o as usize]).collect();
         let mut runs = vec![0u32];
         for k in 1..order.len() {
             if v[order[k] as usize] != v[order[k - 1] as usize] {
@@ -530,22 +543,56 @@ impl RankPlan {
             }
         }
         runs.push(order.len() as u32);
-        RankPlan { order, runs }
+        RankPlan { order, pair, runs }
     }
 
-    /// Average ranks of the entries in data where entry p appears w[p] times.
-    fn weighted_ranks(&self, w: &[f64], out: &mut [f64]) {
+    /// Visit every entry in sorted order with its weight (count_i * count_j) and its average
+    /// rank (1-based) in the data where entry p appears weight_p times.
+    fn for_each_rank(&self, counts: &[f64], mut f: impl FnMut(u32, f64, f64)) {
         let mut below = 0.0;
         for r in 0..self.runs.len() - 1 {
-            let run = &self.order[self.runs[r] as usize..self.runs[r + 1] as usize];
-            let weight: f64 = run.iter().map(|&o| w[o as usize]).sum();
+            let (s, e) = (self.runs[r] as usize, self.runs[r + 1] as usize);
+            let weight: f64 = self.pair[s..e]
+                .iter()
+                .map(|&(i, j)| counts[i as usize] * counts[j as usize])
+                .sum();
             let rank = below + (weight + 1.0) / 2.0;
-            for &o in run {
-                out[o as usize] = rank;
+            for k in s..e {
+                let (i, j) = self.pair[k];
+                f(self.order[k], counts[i as usize] * counts[j as usize], rank);
             }
             below += weight;
         }
     }
+}
+
+/// The Spearman correlation of a bootstrap sample from weighted ranks, in two ordered passes:
+/// a's ranks are scattered to entry order once and gathered in b's order. The mean of average
+/// ranks is exactly (W + 1) / 2 for W weighted entries, which centres both without a pass.
+fn weighted_spearman(a: &RankPlan, b: &RankPlan, counts: &[f64], ra: &mut [f64]) -> Option<f64> {
+    let total: f64 = {
+        let (s, q) = counts
+            .iter()
+            .fold((0.0, 0.0), |(s, q), c| (s + c, q + c * c));
+        (s * s - q) / 2.0
+    };
+    let mid = (total + 1.0) / 2.0;
+    let mut saa = 0.0;
+    a.for_each_rank(counts, |o, w, r| {
+        ra[o as usize] = r - mid;
+        saa += w * (r - mid) * (r - mid);
+    });
+    let (mut sbb, mut sab) = (0.0, 0.0);
+    b.for_each_rank(counts, |o, w, r| {
+        let d = r - mid;
+        sbb += w * d * d;
+        sab += w * d * ra[o as usize];
+    });
+    let scale = (saa * sbb).sqrt();
+    if !(saa > 0.0 && sbb > 0.0) || scale == 0.0 {
+        return None;
+    }
+    Some((sab / scale).clamp(-1.0, 1.0))
 }
 
 /// Weighted Pearson correlation; `None` when either side has no variance.
@@ -601,45 +648,35 @@ pub fn bootstrap_ci(
     let estimate = rsa(a, b, method)?;
     let (ua, ub) = (a.upper(), b.upper());
     let stats: Vec<Option<f64>> = match method {
-        Method::Pearson | Method::Spearman => {
-            let plans = match method {
-                Method::Spearman => Some((RankPlan::new(&ua), RankPlan::new(&ub))),
-                _ => None,
-            };
+        Method::Spearman => {
+            let pairs = pair_indices(n);
+            let (pa, pb) = (RankPlan::new(&ua, &pairs), RankPlan::new(&ub, &pairs));
+            drop(pairs);
             (0..samples as u64)
                 .into_par_iter()
                 .map_init(
-                    || {
-                        (
-                            vec![0.0; ua.len()],
-                            vec![0.0; ua.len()],
-                            vec![0.0; ua.len()],
-                        )
-                    },
-                    |(w, ra, rb), k| {
-                        let mut counts = vec![0.0f64; n];
-                        for i in bootstrap_sample(n, seed, k) {
-                            counts[i] += 1.0;
-                        }
-                        let mut p = 0;
-                        for i in 0..n {
-                            for j in i + 1..n {
-                                w[p] = counts[i] * counts[j];
-                                p += 1;
-                            }
-                        }
-                        match &plans {
-                            Some((pa, pb)) => {
-                                pa.weighted_ranks(w, ra);
-                                pb.weighted_ranks(w, rb);
-                                weighted_pearson(ra, rb, w)
-                            }
-                            None => weighted_pearson(&ua, &ub, w),
-                        }
-                    },
+                    || vec![0.0; ua.len()],
+                    |ra, k| weighted_spearman(&pa, &pb, &sample_counts(n, seed, k), ra),
                 )
                 .collect()
         }
+        Method::Pearson => (0..samples as u64)
+            .into_par_iter()
+            .map_init(
+                || vec![0.0; ua.len()],
+                |w, k| {
+                    let counts = sample_counts(n, seed, k);
+                    let mut p = 0;
+                    for i in 0..n {
+                        for j in i + 1..n {
+                            w[p] = counts[i] * counts[j];
+                            p += 1;
+                        }
+                    }
+                    weighted_pearson(&ua, &ub, w)
+                },
+            )
+            .collect(),
         Method::KendallTauA => (0..samples as u64)
             .into_par_iter()
             .map(|k| {
