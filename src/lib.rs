@@ -10,6 +10,7 @@ pub mod extract;
 pub mod gpu;
 pub mod model;
 pub mod npy;
+pub mod outdir;
 pub mod predict;
 pub mod rdm;
 pub mod run;
