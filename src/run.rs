@@ -51,6 +51,15 @@ pub struct RunReport {
     pub summary: PathBuf,
 }
 
+/// The process's peak resident memory (Linux `VmHWM`; `None` elsewhere). On a software
+/// adapter GPU buffers live in this memory too.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
@@ -113,6 +122,7 @@ pub fn run(
     options: &RunOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<RunReport> {
+    let started = std::time::Instant::now();
     let [_, height, width] = source.image_shape();
     let all = model.taps(height, width)?;
     let chosen = select_taps(&all, &options.taps)?;
@@ -309,6 +319,11 @@ pub fn run(
             "preprocess": format!("{:?}", model.preprocess()),
         },
         "flags": options,
+        "resources": {
+            "seconds": started.elapsed().as_secs_f64(),
+            "images_per_second": images as f64 / started.elapsed().as_secs_f64(),
+            "peak_rss_bytes": peak_rss_bytes(),
+        },
         "taps": tap_summaries,
     });
     let summary_path = out.join("summary.json");
