@@ -67,15 +67,21 @@ fn store_pair(i: u32, v: vec2<f32>) {
 }
 
 @compute @workgroup_size(64)
-fn stats_fold(@builtin(local_invocation_index) lane: u32) {
-    for (var w = lane; w < params.int_words; w += 64u) {
+fn stats_fold(@builtin(local_invocation_index) lane: u32,
+              @builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = (wid.x + wid.y * nwg.x) * 64u + lane;
+    if (w < params.int_words) {
         var s = 0u;
-        for (var g = 0u; g < params.groups; g++) {
-            s += partial[g * params.row_words + w];
+        var idx = w;
+        let end = params.groups * params.row_words;
+        for (; idx < end; idx += params.row_words) {
+            s += partial[idx];
         }
         add64(2u * w, s);
+        return;
     }
-    if (lane != 0u) { return; }
+    if (w != params.int_words) { return; }
     let f = params.float_base;
     var s1 = pair(f);
     var s2 = pair(f + 2u);

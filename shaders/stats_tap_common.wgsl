@@ -25,12 +25,13 @@
 //
 // Why this shape (../shared/GPU-NOTES.md): on llvmpipe a workgroup of 8 is one SIMD thread and
 // every load is done lane by lane, so the tap is read exactly once, as vec4 where possible, and
-// everything is derived from that one load. Histograms cannot live in registers: each lane adds
-// into its own copy of them in workgroup memory (`copies` = 8 when they fit, fewer lanes share a
-// copy otherwise), so atomics never contend; zeros, the most common value after a ReLU, skip the
-// histograms and are counted in registers (src/stats/tap.rs puts them in their linear bin).
-// Copies are merged into the workgroup's row once per dispatch, which is why workgroups are
-// persistent and few on CPU adapters.
+// everything is derived from that one load. Histograms cannot live in registers: each
+// invocation counts into its own private array (`hist_words`, plain increments: on llvmpipe an
+// atomic costs ~7 ns, a workgroup-memory increment ~4 ns, a private one ~2.4 ns, measured), and
+// the arrays are added into workgroup memory, then the workgroup's row, once per dispatch, which
+// is why workgroups are persistent and few on CPU adapters. (A real GPU would rather share
+// histograms between many invocations; this kernel is shaped for CPU adapters and merely runs
+// correctly elsewhere.)
 //
 // llvmpipe ends every loop of an invocation once the invocation has run 65,535 loop iterations
 // in total (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, one counter per function, never reset), and
@@ -38,21 +39,37 @@
 // iteration, and the host (src/stats/tap.rs, `loop_budget`) gives each workgroup few enough
 // items to stay below the cap.
 //
-// Bin edges are exact (src/stats/spec.rs): the bin is estimated from (x - lo) * scale and, only
-// when the estimate is within `tol` of an integer, corrected against the f32 edge table, whose
-// values are chosen so that f32 comparisons equal the comparisons with the f64 edges.
+// llvmpipe runs both sides of every branch under a lane mask (a branch skips nothing: histogram
+// code behind a never-taken branch cost 5x the rest of the pass), so the loop over positions is
+// branch-free: every entry makes exactly three histogram updates (linear, positive, log), those
+// a histogram skips (zeros, NaN, x <= 0 for the positive one, channels past C) going to the
+// copy's discard word, and bins are computed without loads where the edges allow:
+// Bins are exact (src/stats/spec.rs), i.e. equal to comparisons with the f64 edges:
+//   linear, width a power of two and lo a multiple of it (the default): floor(x * scale) and
+//     edges rebuilt exactly in f32 as (lo_units + b) * width; otherwise (HIST_TABLE) the f32
+//     edge table, whose values make f32 comparisons equal the f64 ones;
+//   positive, scale = bins / hi exact in f32 (the default 10): x * scale as an exact
+//     product p + e (Dekker, no FMA: llvmpipe does not fuse), compared with the integers;
+//     otherwise (POS_TABLE) the edge table;
+//   log: the exponent and mantissa bits of |x| against integer mantissa thresholds.
 // Sums: Kahan per lane, then double-f32 (TwoSum) pairs; `keep` hides values behind the
 // uniform's `opaque` (always 0) so that no compiler can simplify the compensation away.
 
 struct Meta {
     positions: u32, channels: u32, chunk_len: u32, chunks: u32,
-    groups: u32, row_words: u32, copy_words: u32, copies: u32,
+    groups: u32, row_words: u32, copy_words: u32, _pad0: u32,
     hist_bins: u32, pos_bins: u32, pred_abs: u32, write_hoyer: u32,
     threshold: f32, hist_lo: f32, hist_hi: f32, hist_scale: f32,
-    hist_tol: f32, pos_hi: f32, pos_scale: f32, pos_tol: f32,
-    log_t1: u32, log_t2: u32, log_t3: u32, opaque: u32,
-    sqrt_c: f32, shift_word: u32, _pad0: u32, _pad1: u32,
+    hist_width: f32, hist_lo_units: i32, pos_hi: f32, pos_scale: f32,
+    pos_scale_hi: f32, pos_scale_lo: f32, log_t1: u32, log_t2: u32,
+    log_t3: u32, opaque: u32, sqrt_c: f32, shift_word: u32,
 }
+
+// The linear (positive) histogram's edges need the table: width not a power of two, or lo not
+// a multiple of it (scale = bins / hi not exact in f32). Pipeline constants, so the unused path
+// is compiled out.
+override HIST_TABLE: bool = false;
+override POS_TABLE: bool = false;
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(2) var<storage, read> batch: array<u32>;
@@ -67,8 +84,8 @@ const WG: u32 = 8u;
 // Positions per work item: the Hoyer scratch holds one (|x|_1, |x|_2^2) partial per position and
 // lane. Must match CHUNK in src/stats/tap.rs.
 const CHUNK: u32 = 64u;
-// Histogram words of all copies (copies * copy_words <= HIST_WORDS, checked by the host).
-const HIST_WORDS: u32 = 5120u;
+// Private histogram words: copy_words + 1 (a discard word) <= HIST_WORDS, checked by the host.
+const HIST_WORDS: u32 = 1024u;
 // Per-workgroup integer counters, in this order after the histogram words of a row.
 const N_COUNTERS: u32 = 6u;
 // Float words after the counters: s1 (hi, lo), s2 (hi, lo), min, max, h1 (hi, lo), h2 (hi, lo),
@@ -81,6 +98,7 @@ const LOG_E_MIN: u32 = 103u;
 const LOG_E_END: u32 = 135u;
 const LOG_WORDS: u32 = 130u;
 
+var<private> hist_words: array<u32, HIST_WORDS>;
 var<workgroup> hist: array<atomic<u32>, HIST_WORDS>;
 var<workgroup> tok: array<vec2<f32>, 512>; // CHUNK * WG
 var<workgroup> red_u: array<u32, 48>; // WG * N_COUNTERS
@@ -136,41 +154,59 @@ fn df_of4(s: vec4<f32>, c: vec4<f32>) -> vec2<f32> {
 }
 
 // Linear histogram word: 0 underflow (x < lo), 1 + bin, hist_bins + 1 overflow (x >= hi).
+// Branch-free; x is not NaN (NaN goes to the discard word before this matters).
 fn linear_word(x: f32) -> u32 {
-    if (x < params.hist_lo) { return 0u; }
-    if (x >= params.hist_hi) { return params.hist_bins + 1u; }
-    let t = (x - params.hist_lo) * params.hist_scale;
-    let f = floor(t);
-    var b = min(u32(f), params.hist_bins - 1u);
-    let frac = t - f;
-    if (frac < params.hist_tol || frac > 1.0 - params.hist_tol) {
-        // x >= edges[0] and x < edges[hist_bins], so neither step leaves [0, hist_bins).
-        if (x < edges[b]) {
-            b -= 1u;
-        } else if (x >= edges[b + 1u]) {
-            b += 1u;
-        }
+    let last = i32(params.hist_bins) - 1;
+    var b: i32;
+    var below: bool;
+    var above: bool;
+    if (HIST_TABLE) {
+        let t = clamp((x - params.hist_lo) * params.hist_scale, -1.0, f32(params.hist_bins));
+        b = clamp(i32(floor(t)), 0, last);
+        below = x < edges[b];
+        above = x >= edges[b + 1];
+    } else {
+        // x * scale is exact (a power of two) unless it underflows, which the edge test fixes.
+        let t = clamp(x * params.hist_scale, -16777216.0, 16777216.0);
+        b = clamp(i32(floor(t)) - params.hist_lo_units, 0, last);
+        let e = f32(params.hist_lo_units + b) * params.hist_width;
+        below = x < e;
+        above = x >= e + params.hist_width;
     }
-    return 1u + b;
+    b = clamp(b - select(0, 1, below) + select(0, 1, above), 0, last);
+    let w = select(u32(b) + 1u, params.hist_bins + 1u, x >= params.hist_hi);
+    return select(w, 0u, x < params.hist_lo);
 }
 
-// Positive histogram word for x > 0: bin b covers (F_b, F_{b+1}]; pos_bins is the overflow.
+fn keep_split(a: f32) -> vec2<f32> {
+    // Veltkamp: a = hi + lo with 12 significant bits each, so products of halves are exact.
+    let c = keep(4097.0 * a);
+    let hi = keep(c - keep(c - a));
+    return vec2<f32>(hi, a - hi);
+}
+
+// Positive histogram word for 0 < x: bin b covers (e_b, e_{b+1}]; pos_bins is the overflow.
+// Branch-free; the caller discards x <= 0 and NaN.
 fn pos_word(x: f32) -> u32 {
-    if (x > params.pos_hi) { return params.pos_bins; }
-    let t = x * params.pos_scale;
-    let cl = ceil(t);
-    var b = min(u32(max(cl, 1.0)) - 1u, params.pos_bins - 1u);
-    let frac = cl - t;
-    if (frac < params.pos_tol || frac > 1.0 - params.pos_tol) {
+    let last = i32(params.pos_bins) - 1;
+    let xc = min(x, params.pos_hi);
+    let p = xc * params.pos_scale;
+    var b: i32;
+    if (POS_TABLE) {
+        b = clamp(i32(ceil(p)) - 1, 0, last);
         let e = params.hist_bins + 1u;
-        // x > edges[e] = 0 and x <= edges[e + pos_bins], so b stays in range.
-        if (!(x > edges[e + b])) {
-            b -= 1u;
-        } else if (x > edges[e + b + 1u]) {
-            b += 1u;
-        }
+        b = b - select(0, 1, !(xc > edges[e + u32(b)]))
+            + select(0, 1, xc > edges[e + u32(b) + 1u]);
+    } else {
+        // xc * scale = p + err exactly (Dekker's product): xc > i iff p > i, or p == i and
+        // err > 0. So the bin, ceil(xc * scale) - 1, is ceil(p) - 1 unless p is an integer.
+        let a = keep_split(xc);
+        let err = ((keep(a.x * params.pos_scale_hi) - p) + a.x * params.pos_scale_lo
+            + a.y * params.pos_scale_hi) + a.y * params.pos_scale_lo;
+        let c = ceil(p);
+        b = i32(c) - 1 + select(0, 1, c == p && err > 0.0);
     }
-    return b;
+    return select(u32(clamp(b, 0, last)), params.pos_bins, x > params.pos_hi);
 }
 
 // Log histogram word of |x| given its bits a (nonzero, not NaN): 0 below 2^-24, 1 + bin,
@@ -178,27 +214,27 @@ fn pos_word(x: f32) -> u32 {
 // 2^(k/4), k = 1, 2, 3, that the mantissa reaches: integer thresholds log_t1..3.
 fn log_word(a: u32) -> u32 {
     let e = a >> 23u;
-    if (e < LOG_E_MIN) { return 0u; }
-    if (e >= LOG_E_END) { return LOG_WORDS - 1u; }
     let m = a & 0x7fffffu;
     let q = select(0u, 1u, m >= params.log_t1) + select(0u, 1u, m >= params.log_t2)
         + select(0u, 1u, m >= params.log_t3);
-    return 1u + (e - LOG_E_MIN) * 4u + q;
+    let w = 1u + (min(max(e, LOG_E_MIN), LOG_E_END) - LOG_E_MIN) * 4u + q;
+    return select(select(w, LOG_WORDS - 1u, e >= LOG_E_END), 0u, e < LOG_E_MIN);
 }
 
-// The histogram updates of one entry into the copy at `base`.
-fn scatter(base: u32, x: f32) {
+// The three histogram updates of one entry, unconditionally (see the header): a histogram that
+// skips the entry counts it in the discard word (copy_words).
+fn scatter(x: f32, ok: bool) {
     let a = bitcast<u32>(x) & ABS_MASK;
-    if (a == 0u || a > INF_BITS) { return; }
-    atomicAdd(&hist[base + linear_word(x)], 1u);
+    let counted = ok && a != 0u && a <= INF_BITS;
+    let skip = params.copy_words;
     let pos_off = params.hist_bins + 2u;
     let log_off = pos_off + params.pos_bins + 1u;
-    if (x > 0.0) {
-        atomicAdd(&hist[base + pos_off + pos_word(x)], 1u);
-        atomicAdd(&hist[base + log_off + log_word(a)], 1u);
-    } else {
-        atomicAdd(&hist[base + log_off + LOG_WORDS + log_word(a)], 1u);
-    }
+    let lw = select(skip, linear_word(x), counted);
+    let pw = select(skip, pos_off + pos_word(x), counted && x > 0.0);
+    let gw = select(skip, log_off + select(LOG_WORDS, 0u, x > 0.0) + log_word(a), counted);
+    hist_words[lw] += 1u;
+    hist_words[pw] += 1u;
+    hist_words[gw] += 1u;
 }
 
 // The shifts subtracted before summing moments, (values, Hoyer): the first batch takes the
@@ -248,14 +284,18 @@ fn hoyer(l1: f32, l2: f32) -> f32 {
 fn tap_stats(lane: u32, wid: u32) {
     // grid() may round the workgroup count up; surplus workgroups own no row.
     if (wid >= params.groups) { return; }
+    // Keeps the edge table in the layout when neither histogram needs it (compiled out).
+    _ = &edges;
     let n_valid = batch[0];
     let items = n_valid * params.chunks;
-    let copy_base = (lane % params.copies) * params.copy_words;
+    for (var w = 0u; w <= params.copy_words; w++) {
+        hist_words[w] = 0u;
+    }
     let C = params.channels;
     let shifts = moment_shifts(n_valid);
     let shift = shifts.x;
 
-    for (var w = lane; w < params.copies * params.copy_words; w += WG) {
+    for (var w = lane; w < params.copy_words; w += WG) {
         atomicStore(&hist[w], 0u);
     }
     workgroupBarrier();
@@ -289,43 +329,40 @@ fn tap_stats(lane: u32, wid: u32) {
             let ok = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(valid);
             var cnt = vec4<u32>(0u);
             var pool = vec4<f32>(0.0);
+            // The index advances by C per position: on llvmpipe, recomputing it from the
+            // position made each load far slower (measured 30x in stats_fold). Idle lanes
+            // (channels past C) load channel 0 and are masked out by `ok`.
+            var at = (img * params.positions + p0) * C + select(c, 0u, valid == 0u);
+            let lv = max(valid, 1u);
             for (var p = p0; p < p1; p++) {
-                var l1 = 0.0;
-                var l2 = 0.0;
-                if (valid > 0u) {
-                    let x = load4((img * params.positions + p) * C + c, valid);
-                    let ab = bitcast<vec4<u32>>(x) & vec4<u32>(ABS_MASK);
-                    let nan = ab > vec4<u32>(INF_BITS);
-                    let fin = ab < vec4<u32>(INF_BITS);
-                    let y = select(x, abs(x), use_abs);
-                    cnt += select(vec4<u32>(0u), vec4<u32>(1u), ok & !nan & (y > thr));
-                    zeros += select(vec4<u32>(0u), vec4<u32>(1u), ok & (ab == vec4<u32>(0u)));
-                    nans += select(vec4<u32>(0u), vec4<u32>(1u), ok & nan);
-                    let isinf = ok & (ab == vec4<u32>(INF_BITS));
-                    pinfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x > vec4<f32>(0.0)));
-                    ninfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x < vec4<f32>(0.0)));
-                    pool += select(vec4<f32>(0.0), x, ok);
-                    let f = ok & fin;
-                    let d = select(vec4<f32>(0.0), x - vec4<f32>(shift), f);
-                    kahan4(&s1, &c1, d);
-                    kahan4(&s2, &c2, d * d);
-                    mn = min(mn, select(vec4<f32>(inf()), x, f));
-                    mx = max(mx, select(vec4<f32>(-inf()), x, f));
-                    let ax = select(vec4<f32>(0.0), abs(x), ok);
-                    l1 = ax.x + ax.y + ax.z + ax.w;
-                    l2 = dot(ax, ax);
-                    // Unrolled: llvmpipe caps the loop iterations of an invocation (see the header).
-                    scatter(copy_base, x.x);
-                    if (valid > 1u) { scatter(copy_base, x.y); }
-                    if (valid > 2u) { scatter(copy_base, x.z); }
-                    if (valid > 3u) { scatter(copy_base, x.w); }
-                }
+                let x = load4(at, lv);
+                at += C;
+                let ab = bitcast<vec4<u32>>(x) & vec4<u32>(ABS_MASK);
+                let nan = ab > vec4<u32>(INF_BITS);
+                let fin = ab < vec4<u32>(INF_BITS);
+                let y = select(x, abs(x), use_abs);
+                cnt += select(vec4<u32>(0u), vec4<u32>(1u), ok & !nan & (y > thr));
+                zeros += select(vec4<u32>(0u), vec4<u32>(1u), ok & (ab == vec4<u32>(0u)));
+                nans += select(vec4<u32>(0u), vec4<u32>(1u), ok & nan);
+                let isinf = ok & (ab == vec4<u32>(INF_BITS));
+                pinfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x > vec4<f32>(0.0)));
+                ninfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x < vec4<f32>(0.0)));
+                pool += select(vec4<f32>(0.0), x, ok);
+                let f = ok & fin;
+                let d = select(vec4<f32>(0.0), x - vec4<f32>(shift), f);
+                kahan4(&s1, &c1, d);
+                kahan4(&s2, &c2, d * d);
+                mn = min(mn, select(vec4<f32>(inf()), x, f));
+                mx = max(mx, select(vec4<f32>(-inf()), x, f));
+                let ax = select(vec4<f32>(0.0), abs(x), ok);
+                // Unrolled, unconditional: see the header.
+                scatter(x.x, ok.x);
+                scatter(x.y, ok.y);
+                scatter(x.z, ok.z);
+                scatter(x.w, ok.w);
                 let slot = (p - p0) * WG + lane;
-                if (cb == 0u) {
-                    tok[slot] = vec2<f32>(l1, l2);
-                } else {
-                    tok[slot] += vec2<f32>(l1, l2);
-                }
+                let before = select(tok[slot], vec2<f32>(0.0), cb == 0u);
+                tok[slot] = before + vec2<f32>(ax.x + ax.y + ax.z + ax.w, dot(ax, ax));
             }
             let out = item * C + c;
             if (valid > 0u) { item_counts[out] = cnt.x; item_sums[out] = pool.x; }
@@ -363,14 +400,14 @@ fn tap_stats(lane: u32, wid: u32) {
         workgroupBarrier();
     }
 
-    // Merge the histogram copies, then the lanes' counters and sums, into this workgroup's row.
+    // Merge the invocations' histograms, then their counters and sums, into this workgroup's row.
     let row = wid * params.row_words;
+    for (var w = 0u; w < params.copy_words; w++) {
+        atomicAdd(&hist[w], hist_words[w]);
+    }
+    workgroupBarrier();
     for (var w = lane; w < params.copy_words; w += WG) {
-        var s = 0u;
-        for (var k = 0u; k < params.copies; k++) {
-            s += atomicLoad(&hist[k * params.copy_words + w]);
-        }
-        partial[row + w] = s;
+        partial[row + w] = atomicLoad(&hist[w]);
     }
     let u = lane * N_COUNTERS;
     red_u[u] = zeros.x + zeros.y + zeros.z + zeros.w;

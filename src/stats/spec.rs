@@ -88,6 +88,25 @@ impl serde::Serialize for Predicate {
     }
 }
 
+/// (mantissa in [0.5, 1), exponent) of a finite nonzero f64, as C's frexp.
+fn frexp(v: f64) -> (f64, i32) {
+    if v == 0.0 || !v.is_finite() {
+        return (v, 0);
+    }
+    let e = v.abs().log2().floor() as i32 + 1;
+    let mut m = v / 2f64.powi(e);
+    let mut e = e;
+    // log2 may be off by one near powers of two.
+    if m.abs() >= 1.0 {
+        m /= 2.0;
+        e += 1;
+    } else if m.abs() < 0.5 {
+        m *= 2.0;
+        e -= 1;
+    }
+    (m, e)
+}
+
 /// The smallest f32 >= e: for f32 x, `x >= e` (in f64) iff `x >= ceil_f32(e)`.
 pub fn ceil_f32(e: f64) -> f32 {
     let f = e as f32;
@@ -103,6 +122,7 @@ pub fn floor_f32(e: f64) -> f32 {
 /// How far (in bins) an f32 bin estimate may be from the true position, with margin: the
 /// estimate `(x - lo) * scale` rounds three times, each by at most 2^-24 of a magnitude below
 /// (|lo| + |hi|) * scale bins, and the f32 `lo` differs from the f64 one by at most one ulp.
+/// The GPU corrects an estimate by one bin against the edge table, so it must stay well below 1.
 fn estimate_tolerance(lo: f64, hi: f64, bins: usize) -> f32 {
     let scale = bins as f64 / (hi - lo);
     (16.0 * f32::EPSILON as f64 * (lo.abs() + hi.abs()) * scale + 1e-6) as f32
@@ -127,8 +147,9 @@ impl Default for LinearHistSpec {
     }
 }
 
-/// Largest bin count any histogram accepts (a workgroup holds its copies in 20 KiB).
-pub const MAX_BINS: usize = 4096;
+/// Largest bin count either histogram accepts: each invocation of the statistics kernel keeps
+/// all histograms in 1024 private words (linear and positive bins together at most 760).
+pub const MAX_BINS: usize = 759;
 
 fn check_bins(what: &str, lo: f64, hi: f64, bins: usize) -> Result<()> {
     if !(lo.is_finite() && hi.is_finite() && lo < hi) {
@@ -184,8 +205,20 @@ impl LinearHistSpec {
         (self.bins as f64 / (self.hi - self.lo)) as f32
     }
 
-    pub fn tolerance(&self) -> f32 {
-        estimate_tolerance(self.lo, self.hi, self.bins)
+    /// `(lo / width, width)` when the width is a power of two, lo a multiple of it and every
+    /// edge `(lo / width + i) * width` exact in f32: then the GPU bins by `floor(x / width)`
+    /// and rebuilds edges in f32 arithmetic, without a table.
+    pub fn power_of_two_units(&self) -> Option<(i32, f32)> {
+        let width = (self.hi - self.lo) / self.bins as f64;
+        let (mantissa, _) = frexp(width);
+        let units = self.lo / width;
+        let exact = mantissa == 0.5
+            && units.fract() == 0.0
+            && units.abs() + self.bins as f64 <= (1u64 << 24) as f64
+            && (width as f32) as f64 == width
+            && width >= f32::MIN_POSITIVE as f64 * (1u64 << 24) as f64
+            && (units + self.bins as f64) * width == self.hi;
+        exact.then_some((units as i32, width as f32))
     }
 
     /// Where a value goes, by comparison with the f64 edges (the definition; the reference).
@@ -256,8 +289,21 @@ impl PosHistSpec {
         (self.bins as f64 / self.hi) as f32
     }
 
-    pub fn tolerance(&self) -> f32 {
-        estimate_tolerance(0.0, self.hi, self.bins)
+    /// `bins / hi` as its Veltkamp halves (hi, lo) when it is exact in f32 and every edge
+    /// `i * hi / bins` is the f64 value `i / scale` in exact arithmetic: then x > e_i iff
+    /// x * scale > i, which the GPU decides with an exact product, without a table.
+    pub fn exact_scale(&self) -> Option<(f32, f32)> {
+        let scale = self.bins as f64 / self.hi;
+        let exact = (scale as f32) as f64 == scale
+            && scale * self.hi == self.bins as f64
+            && self.bins as f64 / scale == self.hi
+            && (1e-6..=1e6).contains(&scale);
+        exact.then(|| {
+            let s = scale as f32;
+            let c = 4097.0 * s;
+            let hi = c - (c - s);
+            (hi, s - hi)
+        })
     }
 
     /// Where a value goes; `None` for x <= 0 and NaN (not counted).
@@ -332,7 +378,7 @@ pub enum Bin {
 }
 
 /// Everything a pass computes per tap, fixed up front.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StatsConfig {
     pub predicate: Predicate,
     pub hist: LinearHistSpec,
@@ -341,18 +387,6 @@ pub struct StatsConfig {
     pub classes: usize,
     /// Also write the per-token Hoyer values of each batch ([B, P] f32) for read-back.
     pub hoyer_tokens: bool,
-}
-
-impl Default for StatsConfig {
-    fn default() -> Self {
-        StatsConfig {
-            predicate: Predicate::default(),
-            hist: LinearHistSpec::default(),
-            hist_pos: PosHistSpec::default(),
-            classes: 0,
-            hoyer_tokens: false,
-        }
-    }
 }
 
 impl StatsConfig {
@@ -395,6 +429,29 @@ mod tests {
                 assert_eq!(x as f64 > e, x > f, "x > {e} at {x}");
             }
         }
+    }
+
+    #[test]
+    fn fast_paths_are_recognised() {
+        assert_eq!(
+            LinearHistSpec::default().power_of_two_units(),
+            Some((-128, 0.125))
+        );
+        let odd = LinearHistSpec {
+            lo: -3.0,
+            hi: 7.0,
+            bins: 37,
+        };
+        assert_eq!(odd.power_of_two_units(), None);
+        let offset = LinearHistSpec {
+            lo: 0.1,
+            hi: 0.6,
+            bins: 4,
+        };
+        assert_eq!(offset.power_of_two_units(), None);
+        assert_eq!(PosHistSpec::default().exact_scale(), Some((10.0, 0.0)));
+        assert_eq!(PosHistSpec { hi: 2.5, bins: 13 }.exact_scale(), None);
+        assert!(PosHistSpec { hi: 4.0, bins: 10 }.exact_scale().is_some());
     }
 
     #[test]

@@ -23,9 +23,10 @@ use crate::stats::totals::{Moments, RawCounts, TapTotals};
 pub const CHUNK: usize = 64;
 /// Invocations per `stats_tap` workgroup.
 const WG: usize = 8;
-/// Workgroup-memory words for the histogram copies (`HIST_WORDS` in the shader).
-const HIST_WORDS: usize = 5120;
-/// Workgroup memory `stats_tap` declares, in bytes: histograms, the Hoyer scratch
+/// Words of each invocation's private histogram array, and of the workgroup's merged one
+/// (`HIST_WORDS` in the shader).
+const HIST_WORDS: usize = 1024;
+/// Workgroup memory `stats_tap` declares, in bytes: the merged histograms, the Hoyer scratch
 /// (CHUNK * WG vec2) and the final reductions.
 const TAP_WORKGROUP_BYTES: u32 = (HIST_WORDS * 4 + CHUNK * WG * 8 + 48 * 4 + 48 * 8) as u32;
 const N_COUNTERS: usize = 6;
@@ -45,7 +46,7 @@ struct TapMeta {
     groups: u32,
     row_words: u32,
     copy_words: u32,
-    copies: u32,
+    _pad0: u32,
     hist_bins: u32,
     pos_bins: u32,
     pred_abs: u32,
@@ -54,18 +55,18 @@ struct TapMeta {
     hist_lo: f32,
     hist_hi: f32,
     hist_scale: f32,
-    hist_tol: f32,
+    hist_width: f32,
+    hist_lo_units: i32,
     pos_hi: f32,
     pos_scale: f32,
-    pos_tol: f32,
+    pos_scale_hi: f32,
+    pos_scale_lo: f32,
     log_t1: u32,
     log_t2: u32,
     log_t3: u32,
     opaque: u32,
     sqrt_c: f32,
     shift_word: u32,
-    _pad0: u32,
-    _pad1: u32,
 }
 
 #[repr(C)]
@@ -97,9 +98,8 @@ struct Layout {
     chunk_len: usize,
     /// Workgroups of `stats_tap`, each writing one partial row.
     groups: usize,
-    /// Histogram words of one copy: linear (bins + 2), positive (bins + 1), log + and -.
+    /// Histogram words: linear (bins + 2), positive (bins + 1), log + and - (2 x 130).
     copy_words: usize,
-    copies: usize,
     /// Integer words of a row (histograms and counters), each folded into a u64.
     int_words: usize,
     row_words: usize,
@@ -155,20 +155,14 @@ fn loop_safe_groups(
     batch: usize,
     chunks: usize,
     chunk_len: usize,
-    copies: usize,
     copy_words: usize,
     wanted: usize,
 ) -> Result<usize> {
     let items = batch * chunks;
     // stats_tap, per invocation: the moment shifts (first batch), zeroing and merging the
-    // histogram copies, the final reductions; then per item: one iteration per channel block
-    // and position, one per block, the Hoyer loop over the chunk.
-    let fixed = 64
-        + c
-        + (copies * copy_words).div_ceil(WG)
-        + copy_words.div_ceil(WG) * (copies + 1)
-        + (N_COUNTERS + 1) * (WG + 1)
-        + 16;
+    // histograms, the final reductions; then per item: one iteration per channel block and
+    // position, one per block, the Hoyer loop over the chunk.
+    let fixed = 64 + c + 3 * (copy_words + 1) + (N_COUNTERS + 1) * (WG + 1) + 16;
     let per_item = 1 + c.div_ceil(4 * WG) * (1 + chunk_len) + chunk_len.div_ceil(WG);
     if fixed + per_item > LOOP_BUDGET {
         return Err(Error::shape(
@@ -248,16 +242,16 @@ impl TapStats {
         let hb = config.hist.bins;
         let pb = config.hist_pos.bins;
         let copy_words = (hb + 2) + (pb + 1) + 2 * LOG_WORDS;
-        let copies = (HIST_WORDS / copy_words).min(WG);
-        if copies == 0 {
+        // One more word takes the entries a histogram skips.
+        if copy_words + 1 > HIST_WORDS {
             return Err(Error::Usage(format!(
-                "--hist with {hb} bins and --hist-pos with {pb} bins need {copy_words} words of \
-                 workgroup memory; at most {} fit: use fewer bins",
-                HIST_WORDS
+                "--hist with {hb} bins and --hist-pos with {pb} bins need {} histogram words per \
+                 invocation; at most {HIST_WORDS} fit: use at most {} bins in the two together",
+                copy_words + 1,
+                HIST_WORDS - 1 - 2 * LOG_WORDS - 3
             )));
         }
-        let groups =
-            loop_safe_groups(&op, c, batch, chunks, chunk_len, copies, copy_words, groups)?;
+        let groups = loop_safe_groups(&op, c, batch, chunks, chunk_len, copy_words, groups)?;
         let int_words = copy_words + N_COUNTERS;
         let row_words = int_words + N_FLOATS;
         let float_base = 2 * int_words;
@@ -266,7 +260,6 @@ impl TapStats {
             chunk_len,
             groups,
             copy_words,
-            copies,
             int_words,
             row_words,
             float_base,
@@ -398,6 +391,12 @@ impl TapStats {
         let hist_edges = cfg.hist.gpu_edges();
         let pos_edges = cfg.hist_pos.gpu_edges();
         let [t1, t2, t3] = log_mantissa_thresholds();
+        let pow2 = cfg.hist.power_of_two_units();
+        let pos_split = cfg.hist_pos.exact_scale();
+        let constants = [
+            ("HIST_TABLE", pow2.is_none() as u8 as f64),
+            ("POS_TABLE", pos_split.is_none() as u8 as f64),
+        ];
         let meta = TapMeta {
             positions: p as u32,
             channels: c as u32,
@@ -406,7 +405,7 @@ impl TapStats {
             groups: l.groups as u32,
             row_words: l.row_words as u32,
             copy_words: l.copy_words as u32,
-            copies: l.copies as u32,
+            _pad0: 0,
             hist_bins: cfg.hist.bins as u32,
             pos_bins: cfg.hist_pos.bins as u32,
             pred_abs: cfg.predicate.uses_abs() as u32,
@@ -414,26 +413,26 @@ impl TapStats {
             threshold: cfg.predicate.threshold(),
             hist_lo: hist_edges[0],
             hist_hi: hist_edges[cfg.hist.bins],
-            hist_scale: cfg.hist.scale(),
-            hist_tol: cfg.hist.tolerance(),
+            hist_scale: pow2.map_or(cfg.hist.scale(), |(_, w)| 1.0 / w),
+            hist_width: pow2.map_or(0.0, |(_, w)| w),
+            hist_lo_units: pow2.map_or(0, |(u, _)| u),
             pos_hi: pos_edges[cfg.hist_pos.bins],
             pos_scale: cfg.hist_pos.scale(),
-            pos_tol: cfg.hist_pos.tolerance(),
+            pos_scale_hi: pos_split.map_or(0.0, |(h, _)| h),
+            pos_scale_lo: pos_split.map_or(0.0, |(_, l)| l),
             log_t1: t1,
             log_t2: t2,
             log_t3: t3,
             opaque: 0,
             sqrt_c: (c as f32).sqrt(),
             shift_word: (l.float_base + 10) as u32,
-            _pad0: 0,
-            _pad1: 0,
         };
         let dummy = gpu.dummy();
         let hoyer = self.hoyer.as_ref().unwrap_or(&dummy);
         let tap_pass = Dispatch::new(
             gpu,
             self.kernel,
-            &[],
+            &constants,
             &meta,
             &[
                 tap,
@@ -462,7 +461,7 @@ impl TapStats {
                 _pad2: 0,
             },
             &[&self.partial, &self.batch_info, &self.state],
-            [1, 1, 1],
+            grid(gpu, (l.int_words + 1).div_ceil(64)),
         )?;
         let fold_channels = Dispatch::new(
             gpu,
