@@ -20,7 +20,6 @@ kernels! {
     "attention",
     "patch_im2col",
     "vit_tokens",
-    "conv2d_direct" + EPILOGUE,
     "conv2d_tiled" + EPILOGUE,
     "conv2d_subgroup" + EPILOGUE,
     "depthwise_conv2d" + EPILOGUE,

@@ -27,28 +27,6 @@ pub struct Conv {
     pub padding: Padding,
 }
 
-/// Fold inference BatchNorm into the preceding convolution:
-/// w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * gamma / sqrt(var + eps) + beta.
-pub fn fold_batchnorm(
-    weight: &mut [f32],
-    bias: &mut [f32],
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    eps: f32,
-) {
-    let cout = bias.len();
-    let per_out = weight.len() / cout;
-    for o in 0..cout {
-        let s = gamma[o] as f64 / (var[o] as f64 + eps as f64).sqrt();
-        for v in &mut weight[o * per_out..(o + 1) * per_out] {
-            *v = (*v as f64 * s) as f32;
-        }
-        bias[o] = ((bias[o] as f64 - mean[o] as f64) * s + beta[o] as f64) as f32;
-    }
-}
-
 /// The conv's [cout, cin/groups, k, k] weight, with the BatchNorm at `bn` (keys `bn.weight`,
 /// `bn.bias`, `bn.running_mean`, `bn.running_var`) folded in when given.
 #[allow(clippy::too_many_arguments)]
@@ -86,7 +64,7 @@ pub fn load_conv(
     };
     if let Some((bn, eps)) = bn {
         let get = |k: &str| w.get(&format!("{bn}.{k}"), &[cout]);
-        fold_batchnorm(
+        ops::conv::fold_batchnorm(
             &mut weight,
             &mut bias,
             &get("weight")?,
@@ -94,14 +72,14 @@ pub fn load_conv(
             &get("running_mean")?,
             &get("running_var")?,
             eps,
-        );
+        )?;
     }
     let cin = cin_g * groups;
     Ok(Conv {
         weight: gpu.upload(
             key,
             &[weight.len()],
-            &ops::conv_weight_layout(&weight, cout, cin_g, kh, groups),
+            &ops::conv::conv_weight_layout(&weight, [cout, cin_g, kh, kw])?,
         )?,
         bias: gpu.upload(key, &[cout], &bias)?,
         cin,
@@ -147,36 +125,27 @@ impl Conv {
         act: Act,
         residual: Option<&Tensor>,
     ) -> Result<Dispatch> {
-        let ((ho, wo), pads) = self.geometry(h, w);
+        let (_, pads) = self.geometry(h, w);
         let epilogue = Epilogue {
             bias: Some(&self.bias),
             scale: None,
             residual,
             act,
         };
-        if self.kernel == 1 && self.stride == 1 && self.groups == 1 {
-            // A 1x1 convolution over NHWC is a plain matmul over the B*H*W pixels.
-            return ops::matmul(
-                gpu,
-                input,
-                self.cin,
-                &self.weight.view(&[self.cin, self.cout]),
-                out,
-                batch * ho * wo,
-                epilogue,
-            );
-        }
-        let spec = ops::ConvSpec {
+        let spec = ops::conv::ConvSpec {
             batch,
             height: h,
             width: w,
             cin: self.cin,
             cout: self.cout,
-            kernel: self.kernel,
+            kernel: [self.kernel, self.kernel],
             stride: self.stride,
+            dilation: 1,
             groups: self.groups,
             pads,
         };
-        ops::conv2d(gpu, input, &self.weight, &spec, out, epilogue)
+        // The op picks the kernel: depthwise, a plain matmul for 1x1 stride-1 convolutions,
+        // or an implicit GEMM shaped for this adapter.
+        ops::conv::conv2d(gpu, input, &self.weight, &spec, out, epilogue)
     }
 }

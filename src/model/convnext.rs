@@ -223,7 +223,7 @@ impl Network for ConvNext {
         let nhwc = gpu.zeros("input nhwc", &[batch, height, width, 3])?;
         let mut plan = Plan::default();
         let mut tensors = Vec::with_capacity(taps.len());
-        plan.push(ops::nchw_to_nhwc(gpu, &input, &nhwc)?);
+        plan.push(ops::layout::nchw_to_nhwc(gpu, &input, &nhwc)?);
         let (stem, stem_norm) = &self.stem;
         let mut hw = stem.geometry(height, width).0;
         let conv_out = gpu.zeros("stem conv", &[batch, hw.0 * hw.1, stem.cout])?;
@@ -301,7 +301,7 @@ impl Network for ConvNext {
         }
         let c = x.cols();
         let pooled = gpu.zeros("pooled", &[batch, c])?;
-        plan.push(ops::global_avg_pool(
+        plan.push(ops::pool::global_avg_pool(
             gpu,
             &x,
             batch,

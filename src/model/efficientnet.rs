@@ -348,7 +348,7 @@ impl Network for EfficientNet {
         let nhwc = gpu.zeros("input nhwc", &[batch, height, width, 3])?;
         let mut plan = Plan::default();
         let mut tensors = Vec::with_capacity(taps.len());
-        plan.push(ops::nchw_to_nhwc(gpu, &input, &nhwc)?);
+        plan.push(ops::layout::nchw_to_nhwc(gpu, &input, &nhwc)?);
         let mut hw = self.stem.geometry(height, width).0;
         let mut x = gpu.zeros("stem", &[batch, hw.0 * hw.1, self.stem.cout])?;
         plan.push(
@@ -400,7 +400,7 @@ impl Network for EfficientNet {
         );
         emit(&mut plan, &head);
         let pooled = gpu.zeros("pooled", &[batch, self.head.cout])?;
-        plan.push(ops::global_avg_pool(
+        plan.push(ops::pool::global_avg_pool(
             gpu,
             &head,
             batch,

@@ -220,7 +220,7 @@ impl Network for ResNet {
         let nhwc = gpu.zeros("input nhwc", &[batch, height, width, 3])?;
         let mut plan = Plan::default();
         let mut tensors = Vec::with_capacity(taps.len());
-        plan.push(ops::nchw_to_nhwc(gpu, &input, &nhwc)?);
+        plan.push(ops::layout::nchw_to_nhwc(gpu, &input, &nhwc)?);
         let ((sh, sw), (ph, pw)) = self.stem_sizes(height, width);
         let stem_out = gpu.zeros("act1", &[batch, sh * sw, self.stem.cout])?;
         plan.push(self.stem.record(
@@ -235,7 +235,7 @@ impl Network for ResNet {
         plan.tap(0);
         tensors.push(stem_out.clone());
         let mut x = gpu.zeros("maxpool", &[batch, ph * pw, self.stem.cout])?;
-        plan.push(ops::max_pool2d(
+        plan.push(ops::pool::max_pool2d(
             gpu,
             &stem_out,
             [batch, sh, sw, self.stem.cout],
@@ -290,7 +290,7 @@ impl Network for ResNet {
             .map(|b| b.convs.last().unwrap().cout)
             .unwrap_or(self.stem.cout);
         let pooled = gpu.zeros("pooled", &[batch, width_c])?;
-        plan.push(ops::global_avg_pool(
+        plan.push(ops::pool::global_avg_pool(
             gpu,
             &x,
             batch,

@@ -14,9 +14,17 @@ use support::{Rng, assert_close, gpu};
 #[test]
 fn every_registered_kernel_compiles() {
     let gpu = gpu();
+    let mut compiled = 0;
     for name in shaders::names() {
+        // Subgroup kernels exist only where the adapter has subgroups; the ops route around
+        // them elsewhere (GL), so they are compiled where they can run.
+        if name.ends_with("_subgroup") && !gpu.has_subgroups() {
+            continue;
+        }
         gpu.pipeline(name, &[]).unwrap_or_else(|e| panic!("{e}"));
+        compiled += 1;
     }
+    assert!(compiled >= 10, "only {compiled} kernels compiled");
 }
 
 #[test]

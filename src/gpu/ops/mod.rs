@@ -1,7 +1,6 @@
 //! One constructor function per kernel: each checks shapes and returns a `Dispatch`.
 
 mod attention;
-mod cnn;
 pub mod conv;
 mod layernorm;
 pub mod layout;
@@ -10,7 +9,6 @@ pub mod pool;
 mod vit;
 
 pub use attention::attention;
-pub use cnn::{ConvSpec, conv_weight_layout, conv2d, global_avg_pool, max_pool2d, nchw_to_nhwc};
 pub use layernorm::layernorm;
 pub use matmul::{Act, Epilogue, MatmulVariant, matmul, matmul_with, preferred_variant};
 pub use vit::{patch_im2col, vit_tokens};
