@@ -52,7 +52,7 @@
 //     product p + e (Dekker, no FMA: llvmpipe does not fuse), compared with the integers;
 //     otherwise (POS_TABLE) the edge table;
 //   log: the exponent and mantissa bits of |x| against integer mantissa thresholds.
-// Sums: Kahan per lane, then double-f32 (TwoSum) pairs; `keep` hides values behind the
+// Sums: per-lane TwoSum accumulators, then double-f32 pairs; `keep` hides values behind the
 // uniform's `opaque` (always 0) so that no compiler can simplify the compensation away.
 
 struct Meta {
@@ -129,27 +129,31 @@ fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(hi, lo - (keep(hi) - s.x));
 }
 
-// One Kahan step on four independent accumulators; the true sum is s - c.
-fn kahan4(s: ptr<function, vec4<f32>>, c: ptr<function, vec4<f32>>, v: vec4<f32>) {
-    let y = v - *c;
-    let t = *s + y;
-    *c = (keep4(t) - *s) - y;
+// Add v to four independent accumulators (s, c), the true sum being s + c: TwoSum gives the
+// exact rounding error of s + v whatever the magnitudes (Kahan's step is exact only when
+// |s| >= |v|, and tap values mix magnitudes), and c collects those errors.
+fn acc4(s: ptr<function, vec4<f32>>, c: ptr<function, vec4<f32>>, v: vec4<f32>) {
+    let t = *s + v;
+    let kt = keep4(t);
+    let bb = kt - *s;
+    *c += (*s - (kt - bb)) + (v - bb);
     *s = t;
 }
 
-fn kahan1(s: ptr<function, f32>, c: ptr<function, f32>, v: f32) {
-    let y = v - *c;
-    let t = *s + y;
-    *c = (keep(t) - *s) - y;
+fn acc1(s: ptr<function, f32>, c: ptr<function, f32>, v: f32) {
+    let t = *s + v;
+    let kt = keep(t);
+    let bb = kt - *s;
+    *c += (*s - (kt - bb)) + (v - bb);
     *s = t;
 }
 
-// The four Kahan accumulators of a lane as one double-f32 pair.
+// The four accumulators of a lane as one double-f32 pair.
 fn df_of4(s: vec4<f32>, c: vec4<f32>) -> vec2<f32> {
-    var r = vec2<f32>(s.x, -c.x);
-    r = df_add(r, vec2<f32>(s.y, -c.y));
-    r = df_add(r, vec2<f32>(s.z, -c.z));
-    r = df_add(r, vec2<f32>(s.w, -c.w));
+    var r = vec2<f32>(s.x, c.x);
+    r = df_add(r, vec2<f32>(s.y, c.y));
+    r = df_add(r, vec2<f32>(s.z, c.z));
+    r = df_add(r, vec2<f32>(s.w, c.w));
     return r;
 }
 
@@ -349,9 +353,16 @@ fn tap_stats(lane: u32, wid: u32) {
                 ninfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x < vec4<f32>(0.0)));
                 pool += select(vec4<f32>(0.0), x, ok);
                 let f = ok & fin;
-                let d = select(vec4<f32>(0.0), x - vec4<f32>(shift), f);
-                kahan4(&s1, &c1, d);
-                kahan4(&s2, &c2, d * d);
+                // x - shift as an exact pair (d, dl): when the shift is large next to x, the
+                // rounding of x - shift would otherwise enter the sum uncompensated.
+                let xs = select(vec4<f32>(shift), x, f);
+                let d = xs - vec4<f32>(shift);
+                let kd = keep4(d);
+                let bb = kd - xs;
+                let dl = (xs - (kd - bb)) + (vec4<f32>(-shift) - bb);
+                acc4(&s1, &c1, d);
+                c1 += dl;
+                acc4(&s2, &c2, d * d);
                 mn = min(mn, select(vec4<f32>(inf()), x, f));
                 mx = max(mx, select(vec4<f32>(-inf()), x, f));
                 let ax = select(vec4<f32>(0.0), abs(x), ok);
@@ -389,8 +400,8 @@ fn tap_stats(lane: u32, wid: u32) {
             } else {
                 h = hoyer(l1, l2);
                 let d = h - shifts.y;
-                kahan1(&h1, &hc1, d);
-                kahan1(&h2, &hc2, d * d);
+                acc1(&h1, &hc1, d);
+                acc1(&h2, &hc2, d * d);
                 h_tokens += 1u;
             }
             if (params.write_hoyer != 0u) {
@@ -421,8 +432,8 @@ fn tap_stats(lane: u32, wid: u32) {
     red_f[v + 1u] = df_of4(s2, c2);
     red_f[v + 2u] = vec2<f32>(min(min(mn.x, mn.y), min(mn.z, mn.w)),
                               max(max(mx.x, mx.y), max(mx.z, mx.w)));
-    red_f[v + 3u] = vec2<f32>(h1, -hc1);
-    red_f[v + 4u] = vec2<f32>(h2, -hc2);
+    red_f[v + 3u] = vec2<f32>(h1, hc1);
+    red_f[v + 4u] = vec2<f32>(h2, hc2);
     workgroupBarrier();
     if (lane == 0u) {
         let cw = row + params.copy_words;

@@ -9,7 +9,7 @@
 //!
 //! Exactness: a batch holds fewer than 2^32 entries (checked in `new`), so every per-batch u32
 //! counter is exact; totals are 64-bit. Moments are sums of (x - shift) with the shift taken
-//! from the first batch, Kahan-compensated per lane and double-f32 across lanes, workgroups and
+//! from the first batch, with exact TwoSum error terms per lane and double-f32 across lanes, workgroups and
 //! batches. The kernels' comments give the layout of every buffer.
 
 use crate::error::{Error, Result};
