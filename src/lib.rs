@@ -11,6 +11,7 @@ pub mod gpu;
 pub mod model;
 pub mod npy;
 pub mod outdir;
+pub mod pass;
 pub mod predict;
 pub mod rdm;
 pub mod run;

@@ -10,11 +10,12 @@ use sha2::{Digest, Sha256};
 
 use crate::data::BatchSource;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Step};
+use crate::gpu::Gpu;
 use crate::model::{Network, TapInfo, select::select_taps};
 use crate::npy::write_npy;
-use crate::rdm::{FlatMode, Gram, GramAccumulator, Measure, plan_flat_modes};
-use crate::stats::{StatsConfig, TapStats, TapTotals};
+use crate::pass::StatsPass;
+use crate::rdm::{FlatMode, Gram, Measure, plan_flat_modes};
+use crate::stats::{StatsConfig, TapTotals};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -84,32 +85,6 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
 }
 
-/// The read-back buffer of one tap's pooled features.
-fn readback(gpu: &Gpu, floats: usize) -> wgpu::Buffer {
-    gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("pooled read-back"),
-        size: (floats * 4).max(4) as u64,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })
-}
-
-fn read_floats(gpu: &Gpu, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>> {
-    gpu.map_and_wait(buffer)?;
-    let data = {
-        let view = buffer
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu {
-                context: "reading pooled features back".into(),
-                message: e.to_string(),
-            })?;
-        bytemuck::cast_slice::<u8, f32>(&view)[..count].to_vec()
-    };
-    buffer.unmap();
-    Ok(data)
-}
-
 /// Run `model` over `source`, writing everything under `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -141,11 +116,6 @@ pub fn run(
             .map_err(|e| Error::file(&dir, format!("cannot create the output folder: {e}")))?;
     }
 
-    let forward = model.forward(gpu, batch, height, width)?;
-    let stats: Vec<TapStats> = taps
-        .iter()
-        .map(|t| TapStats::new(gpu, t, batch, &config))
-        .collect::<Result<_>>()?;
     let dims: Vec<usize> = taps.iter().map(|t| t.positions * t.channels).collect();
     let modes = plan_flat_modes(
         options.rdm_budget,
@@ -155,15 +125,16 @@ pub fn run(
         options.sketch_dim,
         options.seed,
     );
-    let mut grams: Vec<GramAccumulator> = modes
-        .iter()
-        .zip(&dims)
-        .map(|(&mode, &dim)| GramAccumulator::new(gpu, mode, dim, total, batch))
-        .collect::<Result<_>>()?;
-    let pooled_buffers: Vec<wgpu::Buffer> = taps
-        .iter()
-        .map(|t| readback(gpu, batch * t.channels))
-        .collect();
+    let mut pass = StatsPass::new(
+        gpu,
+        model,
+        &chosen,
+        batch,
+        (height, width),
+        &config,
+        &modes,
+        total,
+    )?;
     let mut pooled: Vec<Vec<f32>> = taps
         .iter()
         .map(|t| Vec::with_capacity(total * t.channels))
@@ -180,11 +151,6 @@ pub fn run(
     });
     let mut kept: Vec<usize> = Vec::with_capacity(total);
     let mut skipped = Vec::new();
-    let mut slot = vec![None; all.len()];
-    for (k, &i) in chosen.iter().enumerate() {
-        slot[i] = Some(k);
-    }
-    let image_len = 3 * height * width;
     for b in &mut source {
         let b = b?;
         if let Some((path, why)) = b.skipped.first() {
@@ -203,28 +169,12 @@ pub fn run(
         let batch_labels: Option<Vec<u32>> = all_labels
             .as_ref()
             .map(|l| b.indices.iter().map(|&i| l[i]).collect());
-        // Per-batch state (valid rows, labels) is written before the steps are recorded.
-        let mut steps_of: Vec<Vec<Step>> = Vec::with_capacity(taps.len());
-        for (k, &i) in chosen.iter().enumerate() {
-            grams[k].begin_batch(gpu, n)?;
-            let mut steps = stats[k].steps(gpu, &forward.tensors[i], n, batch_labels.as_deref())?;
-            steps.extend(grams[k].steps(gpu, &forward.tensors[i])?);
-            steps.push(Step::Copy {
-                src: stats[k].pooled().clone(),
-                dst: pooled_buffers[k].clone(),
-                dst_offset: 0,
-            });
-            steps_of.push(steps);
-        }
-        let plan = forward
-            .plan
-            .with_hooks(|i| Ok(slot[i].map(|k| steps_of[k].clone()).unwrap_or_default()))?;
-        let mut padded = b.data;
-        padded.resize(batch * image_len, 0.0);
-        gpu.write(&forward.input, &padded);
-        plan.run(gpu)?;
-        for (k, t) in taps.iter().enumerate() {
-            pooled[k].extend(read_floats(gpu, &pooled_buffers[k], n * t.channels)?);
+        for (k, p) in pass
+            .run_batch(gpu, b.data, n, batch_labels.as_deref())?
+            .into_iter()
+            .enumerate()
+        {
+            pooled[k].extend(p);
         }
         kept.extend(&b.indices);
         progress(kept.len());
@@ -256,11 +206,11 @@ pub fn run(
     let mut rows = Vec::with_capacity(taps.len());
     let mut tap_summaries = Vec::with_capacity(taps.len());
     for (k, t) in taps.iter().enumerate() {
-        let totals = stats[k].finish(gpu)?;
+        let totals = pass.stats[k].finish(gpu)?;
         let dir = out.join("taps").join(&t.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
-        let flat = grams[k].finish(gpu)?;
+        let flat = pass.grams[k].finish(gpu)?;
         let pooled_gram = Gram::from_features(&pooled[k], images, t.channels)?;
         let files = write_tap_arrays(
             &dir,
@@ -292,7 +242,7 @@ pub fn run(
                 FlatMode::Exact => serde_json::json!({"mode": "exact"}),
                 FlatMode::Sketch { dim, seed } => serde_json::json!({
                     "mode": "sketch", "sketch_dim": dim, "seed": seed,
-                    "expected_error": grams[k].expected_error(),
+                    "expected_error": pass.grams[k].expected_error(),
                 }),
             },
             "files": files,

@@ -1,0 +1,146 @@
+//! One batch of the streaming statistics pass: the model's forward plan with, at every chosen
+//! tap, the statistics kernels, the flat Gram accumulator and the copy of the pooled features
+//! recorded right where the tap's value is ready. `run` drives it over a dataset; `bench` times
+//! it against the forward plan alone.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Plan, Step};
+use crate::model::{Forward, Network, TapInfo};
+use crate::rdm::{FlatMode, GramAccumulator};
+use crate::stats::{StatsConfig, TapStats};
+
+pub struct StatsPass {
+    pub forward: Forward,
+    /// The chosen taps, in forward order.
+    pub taps: Vec<TapInfo>,
+    pub stats: Vec<TapStats>,
+    pub grams: Vec<GramAccumulator>,
+    chosen: Vec<usize>,
+    /// `slot[i]`: position in `taps` of the model's tap `i`, if chosen.
+    slot: Vec<Option<usize>>,
+    pooled_buffers: Vec<wgpu::Buffer>,
+    batch: usize,
+    image_len: usize,
+}
+
+impl StatsPass {
+    /// Record `model` for `batch` images of `height` x `width` with statistics at the taps
+    /// `chosen` (indices into `model.taps()`), flat RDMs in `modes[k]` for up to `capacity`
+    /// images in all.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        model: &dyn Network,
+        chosen: &[usize],
+        batch: usize,
+        (height, width): (usize, usize),
+        config: &StatsConfig,
+        modes: &[FlatMode],
+        capacity: usize,
+    ) -> Result<StatsPass> {
+        let forward = model.forward(gpu, batch, height, width)?;
+        let taps: Vec<TapInfo> = chosen.iter().map(|&i| forward.taps[i].clone()).collect();
+        let stats = taps
+            .iter()
+            .map(|t| TapStats::new(gpu, t, batch, config))
+            .collect::<Result<_>>()?;
+        let grams = taps
+            .iter()
+            .zip(modes)
+            .map(|(t, &mode)| {
+                GramAccumulator::new(gpu, mode, t.positions * t.channels, capacity, batch)
+            })
+            .collect::<Result<_>>()?;
+        let pooled_buffers = taps
+            .iter()
+            .map(|t| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("pooled read-back"),
+                    size: (batch * t.channels * 4).max(4) as u64,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let mut slot = vec![None; forward.taps.len()];
+        for (k, &i) in chosen.iter().enumerate() {
+            slot[i] = Some(k);
+        }
+        Ok(StatsPass {
+            forward,
+            taps,
+            stats,
+            grams,
+            chosen: chosen.to_vec(),
+            slot,
+            pooled_buffers,
+            batch,
+            image_len: 3 * height * width,
+        })
+    }
+
+    /// Run `n` images (NCHW `data`, `n <= batch`, one label each when classes are set up) through
+    /// the forward pass and every accumulator; returns each tap's pooled features `[n, C]`.
+    pub fn run_batch(
+        &mut self,
+        gpu: &Gpu,
+        mut data: Vec<f32>,
+        n: usize,
+        labels: Option<&[u32]>,
+    ) -> Result<Vec<Vec<f32>>> {
+        if n == 0 || n > self.batch || data.len() != n * self.image_len {
+            return Err(Error::shape(
+                "statistics pass",
+                format!(
+                    "{} floats for {n} images of {} (batch {})",
+                    data.len(),
+                    self.image_len,
+                    self.batch
+                ),
+            ));
+        }
+        // Per-batch state (valid rows, labels) is written before the steps are recorded.
+        let mut steps_of: Vec<Vec<Step>> = Vec::with_capacity(self.taps.len());
+        for (k, &i) in self.chosen.iter().enumerate() {
+            self.grams[k].begin_batch(gpu, n)?;
+            let tensor = &self.forward.tensors[i];
+            let mut steps = self.stats[k].steps(gpu, tensor, n, labels)?;
+            steps.extend(self.grams[k].steps(gpu, tensor)?);
+            steps.push(Step::Copy {
+                src: self.stats[k].pooled().clone(),
+                dst: self.pooled_buffers[k].clone(),
+                dst_offset: 0,
+            });
+            steps_of.push(steps);
+        }
+        let plan: Plan = self.forward.plan.with_hooks(|i| {
+            Ok(self.slot[i]
+                .map(|k| steps_of[k].clone())
+                .unwrap_or_default())
+        })?;
+        data.resize(self.batch * self.image_len, 0.0);
+        gpu.write(&self.forward.input, &data);
+        plan.run(gpu)?;
+        self.taps
+            .iter()
+            .zip(&self.pooled_buffers)
+            .map(|(t, buffer)| read_floats(gpu, buffer, n * t.channels))
+            .collect()
+    }
+}
+
+fn read_floats(gpu: &Gpu, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>> {
+    gpu.map_and_wait(buffer)?;
+    let data = {
+        let view = buffer
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu {
+                context: "reading pooled features back".into(),
+                message: e.to_string(),
+            })?;
+        bytemuck::cast_slice::<u8, f32>(&view)[..count].to_vec()
+    };
+    buffer.unmap();
+    Ok(data)
+}
