@@ -36,15 +36,16 @@
 // llvmpipe ends every loop of an invocation once the invocation has run 65,535 loop iterations
 // in total (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, one counter per function, never reset), and
 // does so silently. So small fixed loops are unrolled, a position of a channel block costs one
-// iteration, and the host (src/stats/tap.rs, `loop_budget`) gives each workgroup few enough
-// items to stay below the cap.
+// iteration, and the host (src/stats/tap.rs, `loop_safe_groups`) gives each workgroup few
+// enough items to stay below the cap. Load indices advance by addition: an index recomputed as
+// counter * stride + lane made each load about 30x slower on llvmpipe (measured in stats_fold).
 //
 // llvmpipe runs both sides of every branch under a lane mask (a branch skips nothing: histogram
 // code behind a never-taken branch cost 5x the rest of the pass), so the loop over positions is
 // branch-free: every entry makes exactly three histogram updates (linear, positive, log), those
-// a histogram skips (zeros, NaN, x <= 0 for the positive one, channels past C) going to the
-// copy's discard word, and bins are computed without loads where the edges allow:
-// Bins are exact (src/stats/spec.rs), i.e. equal to comparisons with the f64 edges:
+// a histogram skips (zeros, NaN, x <= 0 for the positive one, channels past C) going to a
+// discard word; zeros are counted in registers and put into their linear bin by the host.
+// Bins are computed without loads where the edges allow, and are exact (src/stats/spec.rs), i.e. equal to comparisons with the f64 edges:
 //   linear, width a power of two and lo a multiple of it (the default): floor(x * scale) and
 //     edges rebuilt exactly in f32 as (lo_units + b) * width; otherwise (HIST_TABLE) the f32
 //     edge table, whose values make f32 comparisons equal the f64 ones;
@@ -52,8 +53,9 @@
 //     product p + e (Dekker, no FMA: llvmpipe does not fuse), compared with the integers;
 //     otherwise (POS_TABLE) the edge table;
 //   log: the exponent and mantissa bits of |x| against integer mantissa thresholds.
-// Sums: per-lane TwoSum accumulators, then double-f32 pairs; `keep` hides values behind the
-// uniform's `opaque` (always 0) so that no compiler can simplify the compensation away.
+// Sums: x - shift as an exact pair, per-lane TwoSum accumulators, then double-f32 pairs; `keep`
+// hides values behind the uniform's `opaque` (always 0) so that no compiler can simplify the
+// compensation away (or contract it into an FMA).
 
 struct Meta {
     positions: u32, channels: u32, chunk_len: u32, chunks: u32,

@@ -748,5 +748,21 @@ fn stats_cost_vs_matmul() {
                 st.1 * 1e9 / (m * c) as f64
             );
         }
+        if c == 768 {
+            // The scalar-load kernel (C % 4 != 0) on the same data, seen as [B, P, 766].
+            let odd = tap.view(&[b, p, c - 2]);
+            let stats = TapStats::new(&gpu, &tap_info(p, c - 2), b, &config).unwrap();
+            assert_eq!(stats.kernel(), "stats_tap_scalar");
+            let steps = stats.steps(&gpu, &odd, b, None).unwrap();
+            let t = seconds_per_run(&gpu, &[&mm_steps, &steps], 2);
+            println!(
+                "[{b}x{p}, {}] scalar loads: stats {:.2} ms CPU = {:.1}% of the {c}-column \
+                 matmul's CPU time; {:.2} CPU-ns/entry",
+                c - 2,
+                t[1].1 * 1e3,
+                100.0 * t[1].1 / t[0].1,
+                t[1].1 * 1e9 / (m * (c - 2)) as f64
+            );
+        }
     }
 }
