@@ -4,6 +4,7 @@
 //! `stats` the statistics fed from taps of the forward pass, `data` the image input.
 
 pub mod analysis;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod extract;

@@ -140,6 +140,21 @@ enum Command {
         #[command(flatten)]
         model_args: ModelArgs,
     },
+    /// Throughput on this adapter: forward only and forward plus every default statistic, and
+    /// the GPU time of each kernel (timestamp queries where the adapter has them).
+    Bench {
+        /// A .safetensors checkpoint (default: the bundled EfficientNet-Lite0).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/models/efficientnet_lite0.safetensors"))]
+        model: PathBuf,
+        /// Images per batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Timed batches of each kind (after one warm-up batch).
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
+        #[command(flatten)]
+        model_args: ModelArgs,
+    },
     /// Print the top-5 ImageNet classes of a classifier for each image.
     Predict {
         /// A .safetensors checkpoint with a classifier head.
@@ -339,6 +354,52 @@ fn run(cli: Cli) -> Result<()> {
             }
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
+            }
+        }
+        Command::Bench {
+            model: path,
+            batch,
+            iters,
+            model_args,
+        } => {
+            let gpu = open_gpu(&cli.gpu)?;
+            let net = model::load(&gpu, path, &model_options(model_args))?;
+            let r = sparsescope::bench::bench(&gpu, net.as_ref(), *batch, *iters)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "adapter: {} ({}, {})",
+                    r.adapter.name, r.adapter.device_type, r.adapter.backend
+                );
+                println!("model: {}; batch {}, input {:?}", r.model, r.batch, r.input);
+                println!(
+                    "forward only:         {:8.3} images/s  ({:.1} GFLOP/s)",
+                    r.forward_images_per_s, r.forward_gflops
+                );
+                println!(
+                    "forward + statistics: {:8.3} images/s  (statistics cost {:.2}x the forward pass)",
+                    r.stats_images_per_s, r.stats_cost_ratio
+                );
+                if r.kernels.is_empty() {
+                    println!("(no per-kernel times: the adapter has no timestamp queries)");
+                } else {
+                    println!(
+                        "  {:24} {:>6} {:>10} {:>7} {:>9} {:>8}",
+                        "kernel", "calls", "ms/batch", "share", "GFLOP/s", "GB/s"
+                    );
+                    for k in &r.kernels {
+                        println!(
+                            "  {:24} {:>6} {:>10.2} {:>6.1}% {:>9.1} {:>8.1}",
+                            k.kernel,
+                            k.dispatches,
+                            1e3 * k.seconds,
+                            100.0 * k.share,
+                            k.gflops,
+                            k.gbytes_per_s
+                        );
+                    }
+                }
             }
         }
         Command::Predict {

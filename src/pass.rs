@@ -99,6 +99,24 @@ impl StatsPass {
                 ),
             ));
         }
+        let plan = self.batch_plan(gpu, n, labels)?;
+        data.resize(self.batch * self.image_len, 0.0);
+        gpu.write(&self.forward.input, &data);
+        plan.run(gpu)?;
+        self.taps
+            .iter()
+            .zip(&self.pooled_buffers)
+            .map(|(t, buffer)| read_floats(gpu, buffer, n * t.channels))
+            .collect()
+    }
+
+    /// The plan of one full batch as `run_batch` records it, for profiling (running it adds
+    /// a full batch to the accumulators).
+    pub fn profiled_plan(&mut self, gpu: &Gpu) -> Result<Plan> {
+        self.batch_plan(gpu, self.batch, None)
+    }
+
+    fn batch_plan(&mut self, gpu: &Gpu, n: usize, labels: Option<&[u32]>) -> Result<Plan> {
         // Per-batch state (valid rows, labels) is written before the steps are recorded.
         let mut steps_of: Vec<Vec<Step>> = Vec::with_capacity(self.taps.len());
         for (k, &i) in self.chosen.iter().enumerate() {
@@ -113,19 +131,11 @@ impl StatsPass {
             });
             steps_of.push(steps);
         }
-        let plan: Plan = self.forward.plan.with_hooks(|i| {
+        self.forward.plan.with_hooks(|i| {
             Ok(self.slot[i]
                 .map(|k| steps_of[k].clone())
                 .unwrap_or_default())
-        })?;
-        data.resize(self.batch * self.image_len, 0.0);
-        gpu.write(&self.forward.input, &data);
-        plan.run(gpu)?;
-        self.taps
-            .iter()
-            .zip(&self.pooled_buffers)
-            .map(|(t, buffer)| read_floats(gpu, buffer, n * t.channels))
-            .collect()
+        })
     }
 }
 

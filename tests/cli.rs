@@ -156,3 +156,34 @@ fn bad_inputs_fail_with_one_clear_line() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn bench_reports_throughput_and_kernel_times() {
+    let o = sparsescope(&[
+        "bench",
+        "--model",
+        &root().join(EFFNET).to_string_lossy(),
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["forward_images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        v["stats_cost_ratio"].as_f64().unwrap() > 1.0,
+        "statistics cannot be free: {v}"
+    );
+    let kernels = v["kernels"].as_array().unwrap();
+    // lavapipe has timestamp queries: every kernel kind of the plan is timed.
+    for k in ["depthwise_conv2d", "stats_tap", "rdm_sketch"] {
+        assert!(
+            kernels.iter().any(|e| e["kernel"] == k),
+            "{k} missing from {kernels:?}"
+        );
+    }
+    let share: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-9, "shares sum to {share}");
+}

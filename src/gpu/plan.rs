@@ -16,6 +16,9 @@ pub struct Dispatch {
     pub workgroups: [u32; 3],
     /// Useful floating-point operations, for GFLOP/s reports.
     pub flops: u64,
+    /// Bytes of the bound tensors (each read or written at least once): a lower bound on the
+    /// memory traffic, for GB/s reports.
+    pub bytes: u64,
 }
 
 impl Dispatch {
@@ -48,6 +51,7 @@ impl Dispatch {
             mapped_at_creation: false,
         });
         gpu.queue.write_buffer(&uniform, 0, meta_bytes);
+        let bytes = tensors.iter().map(|t| t.len() as u64 * 4).sum();
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),
@@ -76,6 +80,7 @@ impl Dispatch {
             bind_group,
             workgroups,
             flops: 0,
+            bytes,
         })
     }
 
@@ -187,6 +192,78 @@ impl Plan {
                 Step::Tap(_) => i += 1,
             }
         }
+    }
+
+    /// Run the plan once with every kernel in its own compute pass bracketed by GPU timestamps
+    /// (the adapter must have TIMESTAMP_QUERY); returns (kernel, flops, bytes, seconds) for the
+    /// first 2,048 kernels (a query set holds at most 4,096 timestamps).
+    pub fn profile(&self, gpu: &Gpu) -> Result<Vec<(&'static str, u64, u64, f64)>> {
+        if !gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Err(Error::Gpu {
+                context: "profiling".into(),
+                message: format!("adapter '{}' has no timestamp queries", gpu.info.name),
+            });
+        }
+        let kernels: Vec<&Dispatch> = self
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kernel(d) => Some(d),
+                _ => None,
+            })
+            .take(2048)
+            .collect();
+        let count = (2 * kernels.len()).max(2) as u32;
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("kernel timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let size = count as u64 * 8;
+        let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let mut k = 0u32;
+        for step in &self.steps {
+            match step {
+                Step::Kernel(d) if (k as usize) < kernels.len() => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(d.kernel),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &queries,
+                            beginning_of_pass_write_index: Some(2 * k),
+                            end_of_pass_write_index: Some(2 * k + 1),
+                        }),
+                    });
+                    d.record(&mut pass);
+                    k += 1;
+                }
+                other => Plan {
+                    steps: vec![other.clone()],
+                }
+                .encode(&mut encoder),
+            }
+        }
+        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+        gpu.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> = gpu
+            .read_bytes(&resolved, 0, size)?
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok(kernels
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let t = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+                (d.kernel, d.flops, d.bytes, t)
+            })
+            .collect())
     }
 
     /// Submit the plan and return without waiting.

@@ -1,0 +1,150 @@
+//! `sparsescope bench`: how fast the adapter at hand runs a model, forward only and forward plus
+//! every default statistic (exactly the plan `run` executes), and where the time goes per
+//! kernel (GPU timestamps where the adapter has them).
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::{AdapterSummary, Gpu};
+use crate::model::Network;
+use crate::pass::StatsPass;
+use crate::rdm::{DEFAULT_SKETCH_DIM, FlatMode};
+use crate::stats::StatsConfig;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    pub dispatches: usize,
+    pub seconds: f64,
+    /// Share of the profiled forward-plus-statistics time.
+    pub share: f64,
+    pub gflops: f64,
+    /// Bound bytes over time: a lower bound on the bandwidth the kernel used.
+    pub gbytes_per_s: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub adapter: AdapterSummary,
+    pub model: String,
+    pub batch: usize,
+    pub input: [usize; 3],
+    pub iterations: usize,
+    pub forward_images_per_s: f64,
+    pub forward_gflops: f64,
+    pub stats_images_per_s: f64,
+    /// (forward + statistics time) / (forward time): the cost of the statistics.
+    pub stats_cost_ratio: f64,
+    /// Per kernel name, slowest first; empty without timestamp queries.
+    pub kernels: Vec<KernelTime>,
+}
+
+/// Time `iterations` batches of each kind after one warm-up batch (pipelines compile lazily).
+/// Statistics cover every tap, with sketched flat RDMs (what a large run uses).
+pub fn bench(
+    gpu: &Gpu,
+    model: &dyn Network,
+    batch: usize,
+    iterations: usize,
+) -> Result<BenchReport> {
+    let [_, h, w] = model.preprocess().image_shape();
+    let taps = model.taps(h, w)?;
+    let all: Vec<usize> = (0..taps.len()).collect();
+    let modes = vec![
+        FlatMode::Sketch {
+            dim: DEFAULT_SKETCH_DIM,
+            seed: 0
+        };
+        taps.len()
+    ];
+    let iterations = iterations.max(1);
+    let capacity = batch * (iterations + 3);
+    let mut pass = StatsPass::new(
+        gpu,
+        model,
+        &all,
+        batch,
+        (h, w),
+        &StatsConfig::default(),
+        &modes,
+        capacity,
+    )?;
+    // A smooth deterministic input: the same work as a photo, no decoding in the timing.
+    let input: Vec<f32> = (0..batch * 3 * h * w)
+        .map(|i| ((i % 997) as f32 / 997.0 - 0.5) * 2.0)
+        .collect();
+
+    gpu.write(&pass.forward.input, &input);
+    pass.forward.plan.run(gpu)?;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        pass.forward.plan.run(gpu)?;
+    }
+    let forward = start.elapsed().as_secs_f64() / iterations as f64;
+
+    pass.run_batch(gpu, input.clone(), batch, None)?;
+    let start = Instant::now();
+    for _ in 0..iterations - 1 {
+        pass.run_batch(gpu, input.clone(), batch, None)?;
+    }
+    // The last iteration's plan is profiled below; time the others (at least one).
+    if iterations == 1 {
+        pass.run_batch(gpu, input.clone(), batch, None)?;
+    }
+    let with_stats = start.elapsed().as_secs_f64() / (iterations - 1).max(1) as f64;
+
+    let kernels = if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        profile_kernels(gpu, &mut pass)?
+    } else {
+        Vec::new()
+    };
+    Ok(BenchReport {
+        adapter: gpu.summary(),
+        model: model.describe(),
+        batch,
+        input: [3, h, w],
+        iterations,
+        forward_images_per_s: batch as f64 / forward,
+        forward_gflops: pass.forward.plan.flops() as f64 / forward / 1e9,
+        stats_images_per_s: batch as f64 / with_stats,
+        stats_cost_ratio: with_stats / forward,
+        kernels,
+    })
+}
+
+/// Per-kernel GPU time of the forward-plus-statistics plan, grouped by kernel name.
+fn profile_kernels(gpu: &Gpu, pass: &mut StatsPass) -> Result<Vec<KernelTime>> {
+    let plan = pass.profiled_plan(gpu)?;
+    let timed = plan.profile(gpu)?;
+    let total: f64 = timed.iter().map(|t| t.3).sum();
+    let mut groups: Vec<KernelTime> = Vec::new();
+    for (kernel, flops, bytes, seconds) in timed {
+        let g = match groups.iter_mut().find(|g| g.kernel == kernel) {
+            Some(g) => g,
+            None => {
+                groups.push(KernelTime {
+                    kernel,
+                    dispatches: 0,
+                    seconds: 0.0,
+                    share: 0.0,
+                    gflops: 0.0,
+                    gbytes_per_s: 0.0,
+                });
+                groups.last_mut().unwrap()
+            }
+        };
+        g.dispatches += 1;
+        g.seconds += seconds;
+        // Accumulate totals in the rate fields; divided by time below.
+        g.gflops += flops as f64 / 1e9;
+        g.gbytes_per_s += bytes as f64 / 1e9;
+    }
+    for g in &mut groups {
+        g.share = g.seconds / total.max(f64::MIN_POSITIVE);
+        let t = g.seconds.max(f64::MIN_POSITIVE);
+        g.gflops /= t;
+        g.gbytes_per_s /= t;
+    }
+    groups.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(groups)
+}
