@@ -766,3 +766,55 @@ fn stats_cost_vs_matmul() {
         }
     }
 }
+
+/// The summary part of the totals: scalars, histogram edges and under/overflow; the arrays
+/// (the `.npy` outputs) are left out.
+#[test]
+fn totals_serialise_their_scalar_part() {
+    let gpu = gpu();
+    let mut rng = Rng::new(48);
+    let (n, p, c) = (3, 5, 8);
+    let config = StatsConfig {
+        classes: 2,
+        ..Default::default()
+    };
+    let mut x = activations(&mut rng, n, p, c, &config);
+    moderate(&mut x);
+    let got = run_gpu(&gpu, &x, n, p, c, 2, Some(&[0, 1, 0]), &config, None);
+    let json = serde_json::to_value(&got.totals).unwrap();
+    for key in [
+        "images",
+        "entries",
+        "predicate",
+        "frac_active",
+        "frac_nonzero",
+        "nan_count",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "hoyer_mean",
+        "dead_channels",
+        "class_images",
+        "moments_overflow",
+    ] {
+        assert!(json.get(key).is_some(), "summary lacks '{key}': {json}");
+    }
+    for array in [
+        "firing_count",
+        "firing_rate",
+        "firing_rate_img",
+        "active_images_by_class",
+        "firing_rate_img_by_class",
+    ] {
+        assert!(
+            json.get(array).is_none(),
+            "summary holds the array '{array}'"
+        );
+    }
+    assert_eq!(json["predicate"], "gt:0");
+    let hist = &json["hist"];
+    assert_eq!(hist["edges"].as_array().unwrap().len(), 257);
+    assert!(hist.get("counts").is_none() && hist.get("underflow").is_some());
+    assert_eq!(json["images"], 3);
+}
