@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
 use crate::gpu::{Gpu, Plan, Tensor};
 use crate::model::cnn::{Conv, Padding, load_conv};
-use crate::model::weights::{Weights, transpose};
+use crate::model::layers::{linear, norm};
+use crate::model::weights::Weights;
 use crate::model::{Forward, Network, TapInfo, TapKind};
 
 const EPS: f32 = 1e-6;
@@ -37,36 +38,6 @@ pub struct ConvNext {
     fc: (Tensor, Tensor),
     classes: usize,
     params: usize,
-}
-
-fn norm(gpu: &Gpu, w: &Weights, key: &str, c: usize) -> Result<Norm> {
-    Ok((
-        gpu.upload(key, &[c], &w.get(&format!("{key}.weight"), &[c])?)?,
-        gpu.upload(key, &[c], &w.get(&format!("{key}.bias"), &[c])?)?,
-    ))
-}
-
-/// A Linear layer, or a 1x1 conv used as one (`conv_mlp`), as ([in, out], [out]).
-fn linear(gpu: &Gpu, w: &Weights, key: &str) -> Result<(Tensor, Tensor, usize, usize)> {
-    let wk = format!("{key}.weight");
-    let shape = w.require_shape(&wk)?;
-    let (out, inp) = match shape[..] {
-        [o, i] | [o, i, 1, 1] => (o, i),
-        _ => {
-            return Err(Error::Tensor {
-                path: w.path().into(),
-                key: wk,
-                problem: format!("expected [out, in], found {shape:?}"),
-            });
-        }
-    };
-    let data = w.get(&wk, &shape)?;
-    Ok((
-        gpu.upload(key, &[inp, out], &transpose(&data, out, inp))?,
-        gpu.upload(key, &[out], &w.get(&format!("{key}.bias"), &[out])?)?,
-        inp,
-        out,
-    ))
 }
 
 impl ConvNext {
@@ -114,8 +85,9 @@ impl ConvNext {
                     c,
                     Padding::Symmetric(k / 2),
                 )?;
-                let (f1w, f1b, _, hidden) = linear(gpu, &w, &format!("{name}.mlp.fc1"))?;
-                let (f2w, f2b, _, _) = linear(gpu, &w, &format!("{name}.mlp.fc2"))?;
+                let fc1 = linear(gpu, &w, &format!("{name}.mlp.fc1"))?;
+                let hidden = fc1.1.len();
+                let fc2 = linear(gpu, &w, &format!("{name}.mlp.fc2"))?;
                 let gk = format!("{name}.gamma");
                 let gamma = if w.has(&gk) {
                     Some(gpu.upload(&gk, &[c], &w.get(&gk, &[c])?)?)
@@ -126,8 +98,8 @@ impl ConvNext {
                     norm: norm(gpu, &w, &format!("{name}.norm"), c)?,
                     name,
                     dw,
-                    fc1: (f1w, f1b),
-                    fc2: (f2w, f2b),
+                    fc1,
+                    fc2,
                     gamma,
                     hidden,
                 });
@@ -142,12 +114,13 @@ impl ConvNext {
             .map(|b| b.dw.cout)
             .unwrap_or(stem_conv.cout);
         let head_norm = norm(gpu, &w, "head.norm", width)?;
-        let (fcw, fcb, _, classes) = linear(gpu, &w, "head.fc")?;
+        let fc = linear(gpu, &w, "head.fc")?;
+        let classes = fc.1.len();
         Ok(ConvNext {
             stem: (stem_conv, stem_norm),
             stages,
             head_norm,
-            fc: (fcw, fcb),
+            fc,
             classes,
             params: w.element_count(),
         })

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
 use crate::gpu::{Gpu, Plan, Tensor};
 use crate::model::cnn::{Conv, Padding, load_conv};
-use crate::model::weights::{Weights, transpose};
+use crate::model::layers::linear_sized;
+use crate::model::weights::Weights;
 use crate::model::{Forward, Network, TapInfo, TapKind};
 
 const STAGE_STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
@@ -215,19 +216,7 @@ impl EfficientNet {
             Padding::Symmetric(0),
         )?;
         let classes = w.require_shape(&format!("{fc_key}.weight"))?[0];
-        let fcw = w.get(&format!("{fc_key}.weight"), &[classes, head.cout])?;
-        let fc = (
-            gpu.upload(
-                fc_key,
-                &[head.cout, classes],
-                &transpose(&fcw, classes, head.cout),
-            )?,
-            gpu.upload(
-                fc_key,
-                &[classes],
-                &w.get(&format!("{fc_key}.bias"), &[classes])?,
-            )?,
-        );
+        let fc = linear_sized(gpu, &w, fc_key, head.cout, classes)?;
         Ok(EfficientNet {
             naming,
             stem,

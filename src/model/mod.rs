@@ -6,6 +6,7 @@ pub mod cnn;
 pub mod convnext;
 pub mod efficientnet;
 pub mod interpolate;
+pub mod layers;
 pub mod resnet;
 pub mod select;
 pub mod vit;

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
 use crate::gpu::{Gpu, Plan, Tensor};
 use crate::model::cnn::{Conv, Padding, load_conv};
+use crate::model::layers::linear_sized;
 use crate::model::weights::Weights;
 use crate::model::{Forward, Network, TapInfo, TapKind};
 
@@ -127,15 +128,7 @@ impl ResNet {
             .map(|b| b.convs.last().unwrap().cout)
             .unwrap_or(0);
         let classes = w.require_shape("fc.weight")?[0];
-        let fcw = w.get("fc.weight", &[classes, width])?;
-        let fc = (
-            gpu.upload(
-                "fc",
-                &[width, classes],
-                &crate::model::weights::transpose(&fcw, classes, width),
-            )?,
-            gpu.upload("fc.bias", &[classes], &w.get("fc.bias", &[classes])?)?,
-        );
+        let fc = linear_sized(gpu, &w, "fc", width, classes)?;
         Ok(ResNet {
             stem,
             blocks,

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
 use crate::gpu::{Gpu, Plan, Tensor};
 use crate::model::interpolate;
+use crate::model::layers::{linear_sized, norm, optional_vector, vector};
 use crate::model::weights::{Weights, transpose};
 use crate::model::{Forward, ModelOptions, Network, TapInfo, TapKind};
 
@@ -88,33 +89,6 @@ pub struct Vit {
     norm: (Tensor, Tensor),
     head: Option<(Tensor, Tensor)>,
     params: usize,
-}
-
-/// Upload a Linear layer as ([in, out] weight, [out] bias).
-fn linear(
-    gpu: &Gpu,
-    w: &Weights,
-    key: &str,
-    input: usize,
-    output: usize,
-) -> Result<(Tensor, Tensor)> {
-    let weight = w.get(&format!("{key}.weight"), &[output, input])?;
-    let bias = w.get(&format!("{key}.bias"), &[output])?;
-    Ok((
-        gpu.upload(key, &[input, output], &transpose(&weight, output, input))?,
-        gpu.upload(key, &[output], &bias)?,
-    ))
-}
-
-fn vector(gpu: &Gpu, w: &Weights, key: &str, len: usize) -> Result<Tensor> {
-    gpu.upload(key, &[len], &w.get(key, &[len])?)
-}
-
-fn norm(gpu: &Gpu, w: &Weights, key: &str, dim: usize) -> Result<(Tensor, Tensor)> {
-    Ok((
-        vector(gpu, w, &format!("{key}.weight"), dim)?,
-        vector(gpu, w, &format!("{key}.bias"), dim)?,
-    ))
 }
 
 impl Vit {
@@ -207,8 +181,8 @@ impl Vit {
             let b = naming.block(i);
             let (qkv, proj, ls1, ls2) = match naming {
                 Naming::Timm => (
-                    linear(gpu, &w, &format!("{b}.attn.qkv"), dim, 3 * dim)?,
-                    linear(gpu, &w, &format!("{b}.attn.proj"), dim, dim)?,
+                    linear_sized(gpu, &w, &format!("{b}.attn.qkv"), dim, 3 * dim)?,
+                    linear_sized(gpu, &w, &format!("{b}.attn.proj"), dim, dim)?,
                     optional_vector(gpu, &w, &format!("{b}.ls1.gamma"), dim)?,
                     optional_vector(gpu, &w, &format!("{b}.ls2.gamma"), dim)?,
                 ),
@@ -222,7 +196,7 @@ impl Vit {
                         ["q_proj", "k_proj", "v_proj"],
                         dim,
                     )?,
-                    linear(gpu, &w, &format!("{b}.attention.o_proj"), dim, dim)?,
+                    linear_sized(gpu, &w, &format!("{b}.attention.o_proj"), dim, dim)?,
                     optional_vector(gpu, &w, &format!("{b}.layer_scale1.lambda1"), dim)?,
                     optional_vector(gpu, &w, &format!("{b}.layer_scale2.lambda1"), dim)?,
                 ),
@@ -234,7 +208,7 @@ impl Vit {
                         ["query", "key", "value"],
                         dim,
                     )?,
-                    linear(gpu, &w, &format!("{b}.attention.output.dense"), dim, dim)?,
+                    linear_sized(gpu, &w, &format!("{b}.attention.output.dense"), dim, dim)?,
                     optional_vector(gpu, &w, &format!("{b}.layer_scale1.lambda1"), dim)?,
                     optional_vector(gpu, &w, &format!("{b}.layer_scale2.lambda1"), dim)?,
                 ),
@@ -245,15 +219,15 @@ impl Vit {
                 proj,
                 ls1,
                 norm2: norm(gpu, &w, &format!("{b}.norm2"), dim)?,
-                fc1: linear(gpu, &w, &format!("{b}.mlp.fc1"), dim, hidden)?,
-                fc2: linear(gpu, &w, &format!("{b}.mlp.fc2"), hidden, dim)?,
+                fc1: linear_sized(gpu, &w, &format!("{b}.mlp.fc1"), dim, hidden)?,
+                fc2: linear_sized(gpu, &w, &format!("{b}.mlp.fc2"), hidden, dim)?,
                 ls2,
             });
         }
         let norm_out = norm(gpu, &w, naming.final_norm(), dim)?;
         let head = match (naming, w.shape("head.weight")) {
             (Naming::Timm, Some(s)) if s.len() == 2 && s[0] > 0 => {
-                Some(linear(gpu, &w, "head", dim, s[0])?)
+                Some(linear_sized(gpu, &w, "head", dim, s[0])?)
             }
             _ => None,
         };
@@ -305,14 +279,6 @@ impl Vit {
             )));
         }
         Ok((gh, gw))
-    }
-}
-
-fn optional_vector(gpu: &Gpu, w: &Weights, key: &str, len: usize) -> Result<Option<Tensor>> {
-    if w.has(key) {
-        Ok(Some(vector(gpu, w, key, len)?))
-    } else {
-        Ok(None)
     }
 }
 
