@@ -79,7 +79,8 @@ impl Gpu {
     pub fn new(options: &GpuOptions) -> Result<Gpu> {
         let backends = match &options.backend {
             Some(name) => parse_backend(name)?,
-            None => wgpu::Backends::all(),
+            // Without --backend, wgpu's own WGPU_BACKEND variable still applies.
+            None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
         };
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         desc.backends = backends;
