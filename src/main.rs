@@ -155,6 +155,106 @@ enum Command {
         #[command(flatten)]
         model_args: ModelArgs,
     },
+    /// Representational similarity between the taps of a run: the layer-by-layer RSA matrix;
+    /// with OUT2 (another run on the same images) the cross matrix; with --target each tap
+    /// against an external RDM, with permutation p-values. Writes OUT/rsa/.
+    Rsa {
+        /// The OUT folder of `sparsescope run`.
+        out: PathBuf,
+        /// A second run on the same images (e.g. another model): the cross matrix [T1, T2].
+        #[arg(conflicts_with = "target")]
+        out2: Option<PathBuf>,
+        /// An external RDM, N x N in the order of OUT/images.txt: .npy (float64/32) or .csv
+        /// (comma, tab, semicolon or space separated; an optional header row and/or first
+        /// column of image names puts it in the run's order).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Image names (one per line) in the order of the target's rows, for a target that does
+        /// not name them; matched by path, file name or stem.
+        #[arg(long, requires = "target")]
+        target_images: Option<PathBuf>,
+        /// RDMs of pooled ([N, C]) or flat ([N, P*C]) features.
+        #[arg(long, default_value = "pooled")]
+        features: String,
+        /// RDM measure: correlation, cosine or euclidean (pooled RDMs of a measure the run did not
+        /// write are computed from pooled.npy; flat ones need the run's file).
+        #[arg(long, default_value = "correlation")]
+        measure: String,
+        /// spearman (average ranks for ties), pearson or kendall (tau-a).
+        #[arg(long, default_value = "spearman")]
+        method: String,
+        /// Tap names or globs, comma-separated (default: every tap of the run).
+        #[arg(long, value_delimiter = ',')]
+        taps: Vec<String>,
+        /// Permutations of the target's images for the p-values (0: none).
+        #[arg(long, default_value_t = 1000)]
+        permutations: usize,
+        /// Bootstrap resamples of the images for confidence intervals against the target (0: none).
+        #[arg(long, default_value_t = 0)]
+        bootstrap: usize,
+        /// Confidence level of the bootstrap intervals.
+        #[arg(long, default_value_t = 0.95)]
+        level: f64,
+        /// Seed of the permutations and resamples.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Pruning of rarely-firing channels: per tap, channels ranked ascending (by firing rate,
+    /// std or entropy); for 0..90% dropped, RSA(kept, full) of pooled and flat features, a seeded
+    /// random-drop baseline, and the variance of the full pooled features the dropped channels
+    /// explain (ridge, leave-one-out R^2). Flat curves rerun the model on the GPU. Writes
+    /// OUT/prune/.
+    Prune {
+        /// The OUT folder of `sparsescope run`.
+        out: PathBuf,
+        /// Tap names or globs, comma-separated (default: every tap of the run).
+        #[arg(long, value_delimiter = ',')]
+        taps: Vec<String>,
+        /// Channel ranking: firing (firing_rate), std (of the pooled activation over images) or
+        /// entropy (binary entropy of firing_rate).
+        #[arg(long, default_value = "firing")]
+        rank: String,
+        /// Seed of the random-drop baseline (and of sketches).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// RDM measure: correlation, cosine or euclidean.
+        #[arg(long, default_value = "correlation")]
+        measure: String,
+        /// RSA method: spearman, pearson or kendall (tau-a).
+        #[arg(long, default_value = "spearman")]
+        method: String,
+        /// Random drop orders of the baseline.
+        #[arg(long, default_value_t = 5)]
+        random_repeats: usize,
+        /// RSA(kept, full) a level must reach to count as prunable.
+        #[arg(long, default_value_t = 0.95)]
+        threshold: f64,
+        /// Pooled curves only: no second pass on the GPU.
+        #[arg(long)]
+        no_flat: bool,
+        /// Require the per-class silent channels (an error when the run has no class labels).
+        #[arg(long, conflicts_with = "no_classes")]
+        by_class: bool,
+        /// Leave out the per-class silent channels.
+        #[arg(long)]
+        no_classes: bool,
+        /// The run's checkpoint, when its recorded path does not resolve from here.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Images per GPU batch (default: the run's).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// MiB of GPU memory for the channel groups' flat Grams of one pass (default: the run's
+        /// --rdm-budget); taps beyond it are sketched, taps that do not fit together take
+        /// several passes.
+        #[arg(long)]
+        rdm_budget: Option<u64>,
+        /// Sketch dimension for taps beyond the budget (default: the run's).
+        #[arg(long)]
+        sketch_dim: Option<usize>,
+        #[command(flatten)]
+        model_args: ModelArgs,
+    },
     /// Print the top-5 ImageNet classes of a classifier for each image.
     Predict {
         /// A .safetensors checkpoint with a classifier head.
@@ -400,6 +500,117 @@ fn run(cli: Cli) -> Result<()> {
                         );
                     }
                 }
+            }
+        }
+        Command::Rsa {
+            out,
+            out2,
+            target,
+            target_images,
+            features,
+            measure,
+            method,
+            taps,
+            permutations,
+            bootstrap,
+            level,
+            seed,
+        } => {
+            use sparsescope::analysis::rsa_report::{
+                Comparison, Features, RsaOptions, rsa_command,
+            };
+            let options = RsaOptions {
+                features: Features::parse(features)?,
+                measure: Measure::parse(measure)?,
+                method: sparsescope::analysis::rsa::Method::parse(method)?,
+                taps: taps.clone(),
+                permutations: *permutations,
+                bootstrap: *bootstrap,
+                level: *level,
+                seed: *seed,
+                target_images: target_images.clone(),
+            };
+            let comparison = match (out2, target) {
+                (Some(o), _) => Comparison::Cross(o.clone()),
+                (None, Some(t)) => Comparison::Target(t.clone()),
+                (None, None) => Comparison::Within,
+            };
+            let report = rsa_command(out, &comparison, &options)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if !cli.quiet {
+                print!("{}", report.table());
+            }
+        }
+        Command::Prune {
+            out,
+            taps,
+            rank,
+            seed,
+            measure,
+            method,
+            random_repeats,
+            threshold,
+            no_flat,
+            by_class,
+            no_classes,
+            model: model_path,
+            batch,
+            rdm_budget,
+            sketch_dim,
+            model_args,
+        } => {
+            use sparsescope::analysis::prune::{ClassOutput, PruneOptions, Rank, prune_command};
+            let options = PruneOptions {
+                taps: taps.clone(),
+                rank: Rank::parse(rank)?,
+                seed: *seed,
+                measure: Measure::parse(measure)?,
+                method: sparsescope::analysis::rsa::Method::parse(method)?,
+                random_repeats: *random_repeats,
+                flat: !*no_flat,
+                classes: if *by_class {
+                    ClassOutput::Required
+                } else if *no_classes {
+                    ClassOutput::Off
+                } else {
+                    ClassOutput::IfLabelled
+                },
+                threshold: *threshold,
+                rdm_budget: rdm_budget.map(|m| m * (1 << 20)),
+                sketch_dim: *sketch_dim,
+                batch: *batch,
+                model: model_path.clone(),
+                model_options: model_options(model_args),
+                gpu: GpuOptions {
+                    backend: cli.gpu.backend.clone(),
+                    adapter: cli.gpu.adapter.clone(),
+                },
+                threads: threads(),
+            };
+            let quiet = cli.quiet || cli.json;
+            let bar = if quiet || *no_flat {
+                ProgressBar::hidden()
+            } else {
+                let b = ProgressBar::new_spinner();
+                b.set_style(
+                    ProgressStyle::with_template("second pass {msg}: {pos} images  {per_sec}")
+                        .expect("static template"),
+                );
+                b
+            };
+            let report = prune_command(out, &options, &mut |done, pass| {
+                bar.set_message(format!("{}", pass + 1));
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            for (tap, e) in &report.failed {
+                eprintln!("warning: tap '{tap}' not analysed: {e}");
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if !cli.quiet {
+                print!("{}", report.table());
             }
         }
         Command::Predict {

@@ -1,9 +1,13 @@
 //! Analyses built on the statistics of a run: representational similarity analysis (`rsa`) and
 //! the ridge regression behind the pruning analysis (`ridge`). Pure CPU, f64, deterministic
-//! for a given seed whatever the number of threads.
+//! for a given seed whatever the number of threads. The commands built on them: `rsa_report`
+//! (`sparsescope rsa`) and `prune` (`sparsescope prune`, with its GPU pass in `prune_pass`).
 
+pub mod prune;
+pub mod prune_pass;
 pub mod ridge;
 pub mod rsa;
+pub mod rsa_report;
 
 /// splitmix64 (Steele, Lea, Flood 2014): the one generator behind every seeded resampling here,
 /// chosen because it is three lines in any language, so `tests/golden/make_rsa_golden.py`

@@ -37,6 +37,7 @@ kernels! {
     "stats_tap_scalar" + STATS_TAP_COMMON,
     "stats_fold",
     "stats_fold_channels",
+    "gather_channels",
 }
 
 /// The full WGSL source of kernel `name` (preludes first), or `None` if unknown.

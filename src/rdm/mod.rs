@@ -91,6 +91,11 @@ impl Rdm {
                 if !a.is_finite() {
                     return Err(Error::shape(what, format!("entry ({i}, {j}) is {a}")));
                 }
+                // Checked on both sides: a NaN fails every comparison, so the symmetry test
+                // below would let one through and `symmetrise` would hide it.
+                if !b.is_finite() {
+                    return Err(Error::shape(what, format!("entry ({j}, {i}) is {b}")));
+                }
                 // An RDM saved through f32 (e.g. by MATLAB or a CSV export) may differ from its
                 // transpose by a rounding; anything larger means a wrong matrix or order.
                 if (a - b).abs() > 1e-6 * a.abs().max(b.abs()).max(1e-300) {
@@ -356,6 +361,68 @@ impl Gram {
     fn is_constant(&self, i: usize) -> bool {
         let c = self.centred(i, i);
         c <= CONSTANT_RTOL * self.yy[i * self.n + i].max(0.0)
+    }
+
+    /// The Gram of the same images over the union of disjoint feature sets, from one `Gram`
+    /// per set (e.g. the channel groups of a tap, accumulated separately so that any union of
+    /// groups can be finalised: the kept channels of every pruning level). Inner products over
+    /// disjoint supports add; only the shifts need care. Each part is re-expressed around the
+    /// combined shift m_i = sum_g D_g (a_ig + c_ig) / D (the mean of the union), with
+    /// d_ig = a_ig - m_i:
+    ///   yy_ij = sum_g yy_g,ij + d_jg ye_g,i + d_ig ye_g,j + d_ig d_jg ee_g,
+    ///   ye_i = sum_g ye_g,i + d_ig ee_g,  ee = sum_g ee_g,  centre_i = sum_g D_g (c_ig + d_ig) / D.
+    /// Every term is of the size of the features' spread, so centring stays as accurate as in
+    /// each part (no cancellation of raw sums). Sketched parts give a sketched union (their
+    /// errors add; `sketch_dim` is the smallest part's); exact and sketched parts do not mix.
+    pub fn concat(parts: &[&Gram]) -> Result<Gram> {
+        let Some(first) = parts.first() else {
+            return Err(Error::shape("gram concat", "no parts to combine"));
+        };
+        let n = first.n;
+        if let Some(p) = parts.iter().find(|p| p.n != n) {
+            return Err(Error::shape(
+                "gram concat",
+                format!("parts of {} and {n} images", p.n),
+            ));
+        }
+        let sketched = parts.iter().filter(|p| p.sketch_dim.is_some()).count();
+        if sketched != 0 && sketched != parts.len() {
+            return Err(Error::shape(
+                "gram concat",
+                "exact and sketched parts cannot be combined",
+            ));
+        }
+        let dim: usize = parts.iter().map(|p| p.dim).sum();
+        let shift: Vec<f64> = (0..n)
+            .map(|i| {
+                parts
+                    .iter()
+                    .map(|p| p.dim as f64 * (p.shift[i] + p.centre[i]))
+                    .sum::<f64>()
+                    / dim as f64
+            })
+            .collect();
+        let mut yy = vec![0.0; n * n];
+        let mut ye = vec![0.0; n];
+        let mut centre = vec![0.0; n];
+        let mut ee = 0.0;
+        for p in parts {
+            let d: Vec<f64> = (0..n).map(|i| p.shift[i] - shift[i]).collect();
+            for i in 0..n {
+                for j in 0..n {
+                    yy[i * n + j] +=
+                        p.yy[i * n + j] + d[j] * p.ye[i] + d[i] * p.ye[j] + d[i] * d[j] * p.ee;
+                }
+                ye[i] += p.ye[i] + d[i] * p.ee;
+                centre[i] += p.dim as f64 * (p.centre[i] + d[i]);
+            }
+            ee += p.ee;
+        }
+        for c in &mut centre {
+            *c /= dim as f64;
+        }
+        let sketch_dim = parts.iter().filter_map(|p| p.sketch_dim).min();
+        Gram::from_parts(n, dim, shift, centre, yy, ye, ee, sketch_dim)
     }
 
     /// The RDM of `measure`, finalised in f64.

@@ -2,6 +2,7 @@
 
 mod attention;
 pub mod conv;
+pub mod gather;
 mod layernorm;
 pub mod layout;
 mod matmul;
