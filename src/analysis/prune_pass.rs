@@ -154,12 +154,12 @@ pub fn group_grams(
             (sketch, sketched)
         } else {
             return Err(Error::Usage(format!(
-                "tap '{}': its channel groups need {} MiB of GPU memory even sketched, over the \
-                 budget of {} MiB; raise --rdm-budget, lower --random-repeats or --sketch-dim, \
-                 or use --no-flat",
+                "tap '{}': its channel groups need {:.1} MiB of GPU memory even sketched, over \
+                 the budget of {:.1} MiB; raise --rdm-budget, lower --random-repeats or \
+                 --sketch-dim, or use --no-flat",
                 t.name,
-                sketched >> 20,
-                options.budget >> 20
+                sketched as f64 / (1 << 20) as f64,
+                options.budget as f64 / (1 << 20) as f64
             )));
         };
         modes.push(mode);

@@ -189,7 +189,16 @@ impl Prepared {
         check_values(what, &upper)?;
         let values = match method {
             Method::Pearson => standardise(what, &upper)?,
-            Method::Spearman => standardise(what, &rank_average(&upper))?,
+            Method::Spearman => {
+                // A constant vector has constant ranks: report the value, not its rank.
+                if upper
+                    .first()
+                    .is_some_and(|&v0| upper.iter().all(|&v| v == v0))
+                {
+                    standardise(what, &upper)?;
+                }
+                standardise(what, &rank_average(&upper))?
+            }
             Method::KendallTauA => {
                 // Constant data has no tau either; reuse the same check and message.
                 standardise(what, &upper)?;

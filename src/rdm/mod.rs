@@ -211,6 +211,22 @@ impl Rdm {
 /// magnitude; f64 sums of CPU features give exactly zero for a constant vector.
 const CONSTANT_RTOL: f64 = 1e-4;
 
+/// A correlation or cosine within this of +-1 is +-1. Such vectors are proportional in exact
+/// arithmetic (duplicate images; or two channels, whose centred vectors all lie on one line),
+/// so their RDM entries are exactly 0 or 2 and tie; left to the rounding of each entry's sums
+/// (~1e-16 here), the ties would break at random and decide rank-based RSA. Genuine
+/// correlations are never this close to +-1 without being exactly so at f64 resolution.
+const UNIT_SNAP: f64 = 1e-12;
+
+fn snap_unit(r: f64) -> f64 {
+    let r = r.clamp(-1.0, 1.0);
+    if 1.0 - r.abs() <= UNIT_SNAP {
+        r.signum()
+    } else {
+        r
+    }
+}
+
 /// Second-order sums of N feature vectors x_i of dimension D, from which every measure follows.
 ///
 /// For accuracy they are held in a shifted form: y_i = x_i - a_i e, with a_i close to the mean of
@@ -444,7 +460,7 @@ impl Gram {
                     if norm[i] == 0.0 || norm[j] == 0.0 {
                         1.0
                     } else {
-                        1.0 - (self.centred(i, j) / (norm[i] * norm[j])).clamp(-1.0, 1.0)
+                        1.0 - snap_unit(self.centred(i, j) / (norm[i] * norm[j]))
                     }
                 });
             }
@@ -454,7 +470,7 @@ impl Gram {
                     if norm[i] == 0.0 || norm[j] == 0.0 {
                         1.0
                     } else {
-                        1.0 - (self.raw(i, j) / (norm[i] * norm[j])).clamp(-1.0, 1.0)
+                        1.0 - snap_unit(self.raw(i, j) / (norm[i] * norm[j]))
                     }
                 });
             }
