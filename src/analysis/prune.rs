@@ -344,14 +344,33 @@ fn kept_rsa(
         .map_err(|e| e.to_string())
 }
 
-/// The level Grams of one order from its group Grams: level k concatenates groups k..9.
-fn level_grams(groups: &[Option<Gram>]) -> Result<Vec<Gram>> {
-    (0..PERCENTS.len())
-        .map(|k| {
-            let parts: Vec<&Gram> = groups[k..].iter().flatten().collect();
-            Gram::concat(&parts)
-        })
-        .collect()
+/// RSA(kept, full) at every level of one order, from the order's group Grams: level k keeps
+/// groups k..9, so the levels are built from the top down, level k = level k+1 concatenated
+/// with group k (one N x N Gram alive beside the groups, two parts per concatenation).
+fn order_level_rsa(
+    groups: &[Option<Gram>],
+    full: &Prepared,
+    measure: Measure,
+    method: Method,
+    what: &str,
+) -> Result<Vec<std::result::Result<f64, String>>> {
+    let mut out = Vec::with_capacity(PERCENTS.len());
+    let mut level: Option<Gram> = None;
+    for k in (0..PERCENTS.len()).rev() {
+        level = match (level, &groups[k]) {
+            (None, g) => g.clone(),
+            (Some(l), None) => Some(l),
+            (Some(l), Some(g)) => Some(Gram::concat(&[&l, g])?),
+        };
+        out.push(match &level {
+            Some(g) => kept_rsa(g, full, measure, method, what),
+            // Only when every group so far is empty; group 9 never is (it holds at least the
+            // last channel), so this does not happen.
+            None => Err("no channel is kept".to_string()),
+        });
+    }
+    out.reverse();
+    Ok(out)
 }
 
 /// The largest level whose value and those of all levels below reach `threshold`.
@@ -517,18 +536,13 @@ fn analyse_tap(
                     }
                 })
                 .collect::<Result<_>>()?;
-            Ok(level_grams(&groups)?
-                .iter()
-                .map(|g| {
-                    kept_rsa(
-                        g,
-                        &full,
-                        options.measure,
-                        options.method,
-                        &what("kept pooled"),
-                    )
-                })
-                .collect())
+            order_level_rsa(
+                &groups,
+                &full,
+                options.measure,
+                options.method,
+                &what("kept pooled"),
+            )
         })
         .collect::<Result<_>>()?;
     let ridge = |dropped: &[usize]| {
@@ -609,81 +623,104 @@ fn analyse_tap(
     })
 }
 
-/// Fill the flat curves of `tap` from its group Grams (`groups[o][g]`).
-fn add_flat(
-    run: &RunDir,
-    tap: &mut TapPrune,
-    groups: &[Vec<Option<Gram>>],
+/// The flat curves of one tap, gathered one ordering at a time as the GPU pass hands them over.
+struct FlatCurves {
     mode: FlatMode,
-    options: &PruneOptions,
-) -> Result<()> {
-    let per_order: Vec<Vec<Gram>> = groups
-        .iter()
-        .map(|g| level_grams(g))
-        .collect::<Result<_>>()?;
-    let full_rdm: Rdm = per_order[0][0].rdm(options.measure);
-    let what = |s: &str| {
-        format!(
-            "the {s} {} RDM of tap '{}'",
-            options.measure.name(),
-            tap.tap
-        )
-    };
-    let run_file = run.array_path(&tap.tap, &format!("rdm_flat_{}", options.measure.name()));
-    let full_vs_run = if run_file.exists() {
-        let (shape, v) = read_npy::<f64>(&run_file)?;
-        (shape == [tap.images, tap.images]).then(|| {
-            v.iter()
-                .zip(full_rdm.as_slice())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max)
-        })
-    } else {
-        None
-    };
-    tap.flat = Some(FlatInfo {
-        mode,
-        full_vs_run_max_abs_diff: full_vs_run,
-    });
-    let full = match Prepared::new(&what("full flat"), &full_rdm, options.method) {
-        Ok(p) => p,
-        Err(e) => {
-            for l in &mut tap.levels {
-                l.undefined.push(format!("flat RSA: {e}"));
-            }
-            return Ok(());
+    full_vs_run: Option<f64>,
+    /// The prepared full flat RDM (from the ranked order's level 0), or why it has none.
+    full: std::result::Result<Prepared, String>,
+    /// Per ordering, per level.
+    rsa: Vec<Vec<std::result::Result<f64, String>>>,
+}
+
+impl FlatCurves {
+    /// Take the group Grams of ordering `o` (ordering 0, the ranked one, comes first).
+    fn add(
+        slot: &mut Option<FlatCurves>,
+        run: &RunDir,
+        tap: &TapPrune,
+        o: usize,
+        mode: FlatMode,
+        groups: Vec<Option<Gram>>,
+        options: &PruneOptions,
+    ) -> Result<()> {
+        let what = |s: &str| {
+            format!(
+                "the {s} {} RDM of tap '{}'",
+                options.measure.name(),
+                tap.tap
+            )
+        };
+        if o == 0 {
+            let parts: Vec<&Gram> = groups.iter().flatten().collect();
+            let full_rdm: Rdm = Gram::concat(&parts)?.rdm(options.measure);
+            let run_file =
+                run.array_path(&tap.tap, &format!("rdm_flat_{}", options.measure.name()));
+            let full_vs_run = if run_file.exists() {
+                let (shape, v) = read_npy::<f64>(&run_file)?;
+                (shape == [tap.images, tap.images]).then(|| {
+                    v.iter()
+                        .zip(full_rdm.as_slice())
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max)
+                })
+            } else {
+                None
+            };
+            *slot = Some(FlatCurves {
+                mode,
+                full_vs_run,
+                full: Prepared::new(&what("full flat"), &full_rdm, options.method)
+                    .map_err(|e| e.to_string()),
+                rsa: Vec::new(),
+            });
         }
-    };
-    for (k, level) in tap.levels.iter_mut().enumerate() {
-        let mut values = per_order.iter().map(|grams| {
-            kept_rsa(
-                &grams[k],
-                &full,
+        let curves = slot
+            .as_mut()
+            .ok_or_else(|| Error::shape("prune", "the ranked order's Grams must come first"))?;
+        let levels = match &curves.full {
+            Ok(full) => order_level_rsa(
+                &groups,
+                full,
                 options.measure,
                 options.method,
                 &what("kept flat"),
-            )
-        });
-        level.flat_rsa = match values.next().expect("the ranked order") {
-            Ok(v) => Some(v),
-            Err(e) => {
-                level.undefined.push(format!("flat RSA: {e}"));
-                None
-            }
+            )?,
+            Err(e) => vec![Err(e.clone()); PERCENTS.len()],
         };
-        let random: Vec<Option<f64>> = values
-            .map(|r| match r {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    level.undefined.push(format!("flat RSA, random drop: {e}"));
+        curves.rsa.push(levels);
+        Ok(())
+    }
+
+    /// Write the curves into the tap's levels.
+    fn fill(self, tap: &mut TapPrune) {
+        tap.flat = Some(FlatInfo {
+            mode: self.mode,
+            full_vs_run_max_abs_diff: self.full_vs_run,
+        });
+        for (k, level) in tap.levels.iter_mut().enumerate() {
+            let mut values = self.rsa.iter().map(|per_level| &per_level[k]);
+            level.flat_rsa = match values.next() {
+                Some(Ok(v)) => Some(*v),
+                Some(Err(e)) => {
+                    level.undefined.push(format!("flat RSA: {e}"));
                     None
                 }
-            })
-            .collect();
-        level.flat_random = Some(Spread::of(random));
+                None => None,
+            };
+            let random: Vec<Option<f64>> = values
+                .map(|r| match r {
+                    Ok(v) => Some(*v),
+                    Err(e) => {
+                        level.undefined.push(format!("flat RSA, random drop: {e}"));
+                        None
+                    }
+                })
+                .collect();
+            level.flat_random = Some(Spread::of(random));
+        }
+        tap.prunable_percent_flat = prunable(&tap.levels, |l| l.flat_rsa, tap.threshold);
     }
-    tap.prunable_percent_flat = prunable(&tap.levels, |l| l.flat_rsa, tap.threshold);
-    Ok(())
 }
 
 /// Open the run's model for the second pass, checking that it is the run's checkpoint.
@@ -837,7 +874,8 @@ pub fn prune_command(
         };
         let preprocess = model.preprocess();
         let make_source = || rerun_source(&run, &preprocess, pass.batch.clamp(1, n), pass.threads);
-        let grams = group_grams(
+        let mut curves: Vec<Option<FlatCurves>> = results.iter().map(|_| None).collect();
+        flat_passes = group_grams(
             &gpu,
             model.as_ref(),
             &grouped,
@@ -846,10 +884,14 @@ pub fn prune_command(
             &make_source,
             &pass,
             progress,
+            &mut |t, o, mode, groups| {
+                FlatCurves::add(&mut curves[t], &run, &results[t], o, mode, groups, options)
+            },
         )?;
-        flat_passes = grams.passes;
-        for ((tap, g), &mode) in results.iter_mut().zip(&grams.grams).zip(&grams.modes) {
-            add_flat(&run, tap, g, mode, options)?;
+        for (tap, c) in results.iter_mut().zip(curves) {
+            if let Some(c) = c {
+                c.fill(tap);
+            }
         }
     }
 

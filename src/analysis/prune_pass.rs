@@ -48,16 +48,6 @@ pub struct PassOptions {
     pub threads: usize,
 }
 
-/// The Grams of every group, and how each tap was accumulated.
-pub struct GroupGrams {
-    /// `grams[t][o][g]`, `None` for an empty group.
-    pub grams: Vec<Vec<Vec<Option<Gram>>>>,
-    /// Per tap: exact, or the sketch of its groups (group seeds derive from this seed).
-    pub modes: Vec<FlatMode>,
-    /// Passes over the images that were needed.
-    pub passes: usize,
-}
-
 /// A distinct sketch seed per (tap, ordering, group), so that the groups' sketch errors are
 /// independent.
 fn group_seed(seed: u64, tap: usize, ordering: usize, group: usize) -> u64 {
@@ -123,8 +113,15 @@ pub fn rerun_source(
     Ok(source)
 }
 
+/// What the pass hands over per (tap, ordering) once a pass is done: the tap's index in
+/// `taps`, the ordering, how the tap was accumulated (exact, or sketched with group seeds
+/// derived from this seed), and the Gram of each group (`None` for an empty group).
+pub type OnOrdering<'a> = dyn FnMut(usize, usize, FlatMode, Vec<Option<Gram>>) -> Result<()> + 'a;
+
 /// Run `model` over the batches `make_source` yields (the run's images, `capacity` of them,
-/// `height` x `width`) and accumulate the flat Gram of every group of every tap.
+/// `height` x `width`), accumulate the flat Gram of every group of every tap, and hand them to
+/// `on_ordering` one ordering at a time (so that the CPU holds one ordering's N x N Grams at
+/// once). Returns the number of passes over the images.
 #[allow(clippy::too_many_arguments)]
 pub fn group_grams(
     gpu: &Gpu,
@@ -135,7 +132,8 @@ pub fn group_grams(
     make_source: &dyn Fn() -> Result<BatchSource>,
     options: &PassOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<GroupGrams> {
+    on_ordering: &mut OnOrdering,
+) -> Result<usize> {
     let batch = options.batch.clamp(1, capacity.max(1));
     let sketch = FlatMode::Sketch {
         dim: options.sketch_dim,
@@ -176,7 +174,6 @@ pub fn group_grams(
         used += c;
     }
 
-    let mut grams: Vec<Vec<Vec<Option<Gram>>>> = taps.iter().map(|_| Vec::new()).collect();
     let forward = model.forward(gpu, batch, height, width)?;
     let image_len = 3 * height * width;
     for (pass_index, members) in passes.iter().enumerate() {
@@ -304,21 +301,15 @@ pub fn group_grams(
             )));
         }
         for (m, &k) in members.iter().enumerate() {
-            grams[k] = accs[m]
-                .iter()
-                .map(|groups| {
-                    groups
-                        .iter()
-                        .map(|a| a.as_ref().map(|a| a.finish(gpu)).transpose())
-                        .collect::<Result<Vec<_>>>()
-                })
-                .collect::<Result<_>>()?;
+            for (o, groups) in accs[m].iter().enumerate() {
+                let grams = groups
+                    .iter()
+                    .map(|a| a.as_ref().map(|a| a.finish(gpu)).transpose())
+                    .collect::<Result<Vec<_>>>()?;
+                on_ordering(k, o, modes[k], grams)?;
+            }
         }
         drop(index_buffers);
     }
-    Ok(GroupGrams {
-        grams,
-        modes,
-        passes: passes.len(),
-    })
+    Ok(passes.len())
 }

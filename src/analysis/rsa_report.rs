@@ -543,13 +543,14 @@ impl RsaReport {
                 s.push_str(&format!("{}: {what}\n", self.run.display()));
                 let t = self.taps.len();
                 if t <= 10 {
-                    s.push_str(&format!("  {:width$}", ""));
+                    let label = width + 4;
+                    s.push_str(&format!("  {:label$}", ""));
                     for j in 0..t {
                         s.push_str(&format!(" {:>6}", format!("[{j}]")));
                     }
                     s.push('\n');
                     for (i, row) in self.matrix.iter().enumerate() {
-                        s.push_str(&format!("  {:width$}", format!("[{i}] {}", self.taps[i])));
+                        s.push_str(&format!("  {:label$}", format!("[{i}] {}", self.taps[i])));
                         for v in row {
                             s.push_str(&format!(" {v:>6.3}"));
                         }
@@ -952,4 +953,66 @@ pub fn load_target(path: &Path, run: &RunDir, names: Option<&Path>) -> Result<Rd
         Some(names) => rdm.select(&match_names(path, &names, run)?),
         None => rdm,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::SplitMix64;
+
+    /// A run folder of `taps` random taps over `n` images (pooled features only; their RDMs are
+    /// computed by `tap_rdm`).
+    fn fake_run(name: &str, n: usize, taps: usize, seed: u64) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sparsescope-rsa-unit-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines: String = (0..n).map(|i| format!("/x/{i}.png\n")).collect();
+        std::fs::write(dir.join("images.txt"), lines).unwrap();
+        let mut g = SplitMix64::new(seed);
+        let mut entries = Vec::new();
+        for t in 0..taps {
+            let c = 3 + t;
+            let d = dir.join("taps").join(format!("t{t}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let x: Vec<f32> = (0..n * c).map(|_| (g.next_u64() >> 40) as f32).collect();
+            write_npy(d.join("pooled.npy"), &[n, c], &x).unwrap();
+            entries.push(
+                serde_json::json!({"tap": {"name": format!("t{t}"), "kind": "block",
+                "depth": t, "positions": 1, "channels": c}}),
+            );
+        }
+        let summary = serde_json::json!({"schema_version": crate::run::SCHEMA_VERSION,
+            "taps": entries});
+        std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn blocked_matrices_equal_unblocked_ones() {
+        let (a, b) = (fake_run("a", 9, 5, 1), fake_run("b", 9, 4, 2));
+        let (ra, rb) = (RunDir::open(&a).unwrap(), RunDir::open(&b).unwrap());
+        let options = RsaOptions::default();
+        let sa = Side {
+            run: &ra,
+            taps: chosen_taps(&ra, &[]).unwrap(),
+        };
+        let sb = Side {
+            run: &rb,
+            taps: chosen_taps(&rb, &[]).unwrap(),
+        };
+        // A budget of one byte forces blocks of one tap; 2 GiB holds everything at once.
+        for budget in [1u64, 2 * 36 * 8 * 2 + 1] {
+            let within = rsa_grid(&sa, None, &options, budget).unwrap();
+            assert_eq!(within, rsa_grid(&sa, None, &options, 1 << 31).unwrap());
+            let cross = rsa_grid(&sa, Some(&sb), &options, budget).unwrap();
+            assert_eq!(cross, rsa_grid(&sa, Some(&sb), &options, 1 << 31).unwrap());
+            assert_eq!(cross.len(), 20);
+            for i in 0..5 {
+                assert_eq!(within[i * 5 + i], 1.0);
+                for j in 0..5 {
+                    assert_eq!(within[i * 5 + j], within[j * 5 + i]);
+                }
+            }
+        }
+    }
 }

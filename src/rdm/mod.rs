@@ -424,11 +424,15 @@ impl Gram {
         let mut ee = 0.0;
         for p in parts {
             let d: Vec<f64> = (0..n).map(|i| p.shift[i] - shift[i]).collect();
+            yy.par_chunks_mut(n.max(1))
+                .enumerate()
+                .for_each(|(i, row)| {
+                    let src = &p.yy[i * n..(i + 1) * n];
+                    for (j, o) in row.iter_mut().enumerate() {
+                        *o += src[j] + d[j] * p.ye[i] + d[i] * p.ye[j] + d[i] * d[j] * p.ee;
+                    }
+                });
             for i in 0..n {
-                for j in 0..n {
-                    yy[i * n + j] +=
-                        p.yy[i * n + j] + d[j] * p.ye[i] + d[i] * p.ye[j] + d[i] * d[j] * p.ee;
-                }
                 ye[i] += p.ye[i] + d[i] * p.ee;
                 centre[i] += p.dim as f64 * (p.centre[i] + d[i]);
             }
