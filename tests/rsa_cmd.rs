@@ -349,7 +349,7 @@ fn bad_targets_fail_with_a_clear_message() {
         s(&p)
     };
     // Wrong size.
-    let small = write("small.npy", 5, &vec![0.0; 25]);
+    let small = write("small.npy", 5, &[0.0; 25]);
     fails(
         &["rsa", &run, "--target", &small],
         &["small.npy", "5 x 5", "7 images"],
@@ -395,7 +395,7 @@ fn bad_targets_fail_with_a_clear_message() {
     // A CSV naming an image the run does not have, and one with a bad number.
     let mut csv = String::from(",a,b,c,d,e,f,g\n");
     for r in 0..N {
-        csv.push_str(&format!("{}", ["a", "b", "c", "d", "e", "f", "g"][r]));
+        csv.push_str(["a", "b", "c", "d", "e", "f", "g"][r]);
         for k in 0..N {
             csv.push_str(&format!(
                 ",{}",
