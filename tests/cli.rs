@@ -172,10 +172,8 @@ fn bench_reports_throughput_and_kernel_times() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["forward_images_per_s"].as_f64().unwrap() > 0.0);
-    assert!(
-        v["stats_cost_ratio"].as_f64().unwrap() > 1.0,
-        "statistics cannot be free: {v}"
-    );
+    // The ratio is a timing: reported, never asserted (speed targets live in benches).
+    assert!(v["stats_cost_ratio"].as_f64().unwrap().is_finite(), "{v}");
     let kernels = v["kernels"].as_array().unwrap();
     // lavapipe has timestamp queries: every kernel kind of the plan is timed.
     for k in ["depthwise_conv2d", "stats_tap", "rdm_sketch"] {
