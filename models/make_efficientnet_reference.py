@@ -9,8 +9,8 @@ TF-"SAME" zero padding computed for a 224x224 input (extra pixel bottom/right), 
 ReLU6, no squeeze-excitation, global average pooling, dropout (inactive in eval), then `_fc`.
 
 Preprocessing (stated here, since neither package ships any): RGB uint8 photo -> resize the shorter
-side to 256 = int(224 / 0.875) with PIL bicubic (PIL antialiases when downscaling; the longer side
-is int(256 * long / short), truncated, as torchvision's Resize(256) does) -> centre crop 224x224
+side to 224 with PIL bicubic (PIL antialiases when downscaling; the longer side is
+int(224 * long / short), truncated, as torchvision's Resize(224) does) -> centre crop 224x224
 (top = round((h - 224) / 2), left = round((w - 224) / 2), as torchvision's CenterCrop does) ->
 (x - 127) / 128 per channel, the TF EfficientNet-Lite normalisation (MEAN_RGB = 127,
 STDDEV_RGB = 128 in the TF lite builder). Layout NCHW, channels R, G, B.
@@ -38,7 +38,7 @@ from efficientnet_lite_pytorch import EfficientNet
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF_IMAGES = ["chelsea.png", "coffee.png", "dog.jpg"]
 SIZE = 224
-RESIZE = int(SIZE / 0.875)  # 256
+RESIZE = SIZE  # the central square at 224 (crop fraction 1.0)
 
 
 def preprocess(path):

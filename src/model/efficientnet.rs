@@ -278,8 +278,10 @@ impl Network for EfficientNet {
 
     fn preprocess(&self) -> Preprocess {
         match self.naming {
-            // The TF checkpoints take (x - 127) / 128 on RGB; resize 256, centre crop 224.
-            Naming::TfPort => Preprocess::efficientnet_lite_tf(224, 0.875, Interpolation::Bicubic),
+            // The TF-Lite checkpoints take (x - 127) / 128 on RGB at 224: the photo's central
+            // square at 224 (shorter side to 224, centre crop 224), as the TF-Lite example apps
+            // feed them; not timm's 256/224 crop (models/README.md compares the two).
+            Naming::TfPort => Preprocess::efficientnet_lite_tf(224, 1.0, Interpolation::Bicubic),
             Naming::Timm => Preprocess::imagenet(224, 0.875, Interpolation::Bicubic),
         }
         .expect("preset sizes are valid")
