@@ -275,7 +275,26 @@ fn open_gpu(args: &GpuArgs) -> Result<Gpu> {
     Ok(Gpu::new(&GpuOptions {
         backend: args.backend.clone(),
         adapter: args.adapter.clone(),
+        ..Default::default()
     })?)
+}
+
+/// Open the images (or .npy) at `input` in batches of `batch`, or of the largest smaller batch
+/// whose forward pass fits the adapter's limits (said on stderr); returns the batch used.
+fn open_fitted(
+    gpu: &Gpu,
+    net: &dyn model::Network,
+    input: &std::path::Path,
+    batch: usize,
+) -> Result<(BatchSource, usize)> {
+    let source = BatchSource::open(input, &net.preprocess(), batch, threads())?;
+    let [_, h, w] = source.image_shape();
+    let fitted = model::fit_batch(gpu, net, batch, (h, w), &mut |m| eprintln!("warning: {m}"))?;
+    if fitted == batch {
+        return Ok((source, batch));
+    }
+    let source = BatchSource::open(input, &net.preprocess(), fitted, threads())?;
+    Ok((source, fitted))
 }
 
 fn model_options(args: &ModelArgs) -> ModelOptions {
@@ -345,11 +364,11 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let gpu = open_gpu(&cli.gpu)?;
             let net = model::load(&gpu, path, &model_options(model_args))?;
-            let source = BatchSource::open(input, &net.preprocess(), *batch, threads())?;
+            let (source, batch) = open_fitted(&gpu, net.as_ref(), input, *batch)?;
             let bar = progress_bar(source.len(), cli.quiet || cli.json);
             let options = ExtractOptions {
                 taps: taps.clone(),
-                batch: *batch,
+                batch,
                 strict: *strict,
             };
             let report = extract(&gpu, net.as_ref(), source, out, &options, &mut |done| {
@@ -431,7 +450,11 @@ fn run(cli: Cli) -> Result<()> {
             let mut reports = Vec::new();
             for (model_path, out_dir) in jobs {
                 let net = model::load(&gpu, &model_path, &model_options(model_args))?;
-                let source = BatchSource::open(input, &net.preprocess(), *batch, threads())?;
+                let (source, fitted) = open_fitted(&gpu, net.as_ref(), input, *batch)?;
+                let options = RunOptions {
+                    batch: fitted,
+                    ..options.clone()
+                };
                 let bar = progress_bar(source.len(), cli.quiet || cli.json);
                 let report = sparsescope::run::run(
                     &gpu,
@@ -585,6 +608,7 @@ fn run(cli: Cli) -> Result<()> {
                 gpu: GpuOptions {
                     backend: cli.gpu.backend.clone(),
                     adapter: cli.gpu.adapter.clone(),
+                    ..Default::default()
                 },
                 threads: threads(),
             };

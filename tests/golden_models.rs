@@ -99,3 +99,71 @@ fn efficientnet_lite0_timm() {
 fn convnext_atto() {
     check("convnext_atto", ModelOptions::default());
 }
+
+/// A batch whose activations exceed the adapter's buffer limit is not refused: `fit_batch`
+/// halves it until the forward pass fits, and the taps computed in the smaller batches equal
+/// those of one full batch on the adapter's own limits (whose taps match PyTorch above). The
+/// buffer limit is lowered to just under the largest tap of the full batch, above the largest
+/// weight tensor (weights are bound whole).
+#[test]
+fn batch_over_the_buffer_limit_runs_smaller_and_matches_the_full_batch() {
+    let (checkpoint, golden) = common::fixture("vit_tiny").unwrap();
+    let (_, h, w) = golden.input_nhw();
+    let bytes = std::fs::read(&checkpoint).unwrap();
+    let largest_weight = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .tensors()
+        .iter()
+        .map(|(_, t)| t.shape().iter().product::<usize>() as u64 * 4)
+        .max()
+        .unwrap();
+    let full = gpu();
+    let net = model::load(&full, &checkpoint, &ModelOptions::default()).unwrap();
+    let taps = net.taps(h, w).unwrap();
+    let largest_tap = taps.iter().map(|t| t.positions * t.channels).max().unwrap() as u64 * 4;
+    let n = (2 * largest_weight.div_ceil(largest_tap) as usize + 2).next_power_of_two();
+    let limit = largest_tap * n as u64 - 16;
+    let input = common::generate_f32(5, -2.0, 2.0, n * 3 * h * w, common::WeightDtype::F32);
+    let all: Vec<usize> = (0..taps.len()).collect();
+    let want = TapReader::new(&full, net.as_ref(), n, h, w, &all)
+        .unwrap()
+        .run(&full, &input, n)
+        .unwrap();
+
+    let small = Gpu::new(&GpuOptions {
+        lower_limits: sparsescope::gpu::LowerLimits {
+            max_buffer_size: Some(limit),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let net = model::load(&small, &checkpoint, &ModelOptions::default()).unwrap();
+    let mut said = Vec::new();
+    let batch = model::fit_batch(&small, net.as_ref(), n, (h, w), &mut |m| said.push(m)).unwrap();
+    assert!(batch < n, "{said:?}");
+    assert!(
+        said[0].contains(&format!("batch {n} does not fit"))
+            && said[0].contains(&limit.to_string()),
+        "{said:?}"
+    );
+    let reader = TapReader::new(&small, net.as_ref(), batch, h, w, &all).unwrap();
+    let per_image = 3 * h * w;
+    let mut got: Vec<Vec<f32>> = vec![Vec::new(); taps.len()];
+    for i in (0..n).step_by(batch) {
+        let k = batch.min(n - i);
+        let out = reader
+            .run(&small, &input[i * per_image..(i + k) * per_image], k)
+            .unwrap();
+        for (t, v) in out.taps.into_iter().enumerate() {
+            got[t].extend(v);
+        }
+    }
+    for (t, info) in taps.iter().enumerate() {
+        common::assert_close(&info.name, &got[t], &want.taps[t], 0.0, 0.0);
+    }
+    eprintln!(
+        "vit_tiny: batch {n} over a {limit}-byte buffer limit ran as batch {batch}; {} taps equal",
+        taps.len()
+    );
+}

@@ -14,6 +14,32 @@ pub struct GpuOptions {
     pub backend: Option<String>,
     /// A case-insensitive substring of the adapter's name.
     pub adapter: Option<String>,
+    /// Limits to ask for below the adapter's own (tests use them to exercise the splitting of
+    /// work that a smaller adapter would need); `None` keeps the adapter's value.
+    pub lower_limits: LowerLimits,
+}
+
+/// Device limits requested below what the adapter offers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LowerLimits {
+    pub max_storage_buffer_binding_size: Option<u64>,
+    pub max_buffer_size: Option<u64>,
+    pub max_compute_workgroups_per_dimension: Option<u32>,
+}
+
+impl LowerLimits {
+    fn apply(&self, limits: &mut wgpu::Limits) {
+        if let Some(v) = self.max_storage_buffer_binding_size {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(v);
+        }
+        if let Some(v) = self.max_buffer_size {
+            limits.max_buffer_size = limits.max_buffer_size.min(v);
+        }
+        if let Some(v) = self.max_compute_workgroups_per_dimension {
+            limits.max_compute_workgroups_per_dimension =
+                limits.max_compute_workgroups_per_dimension.min(v);
+        }
+    }
 }
 
 /// What every output records about the adapter that produced it.
@@ -111,17 +137,18 @@ impl Gpu {
                     None => String::new(),
                 },
             })?;
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, &options.lower_limits)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+    fn from_adapter(adapter: wgpu::Adapter, lower: &LowerLimits) -> Result<Gpu> {
         let info = adapter.get_info();
         let wanted = wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        lower.apply(&mut limits);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sparsescope"),
             required_features: features,
@@ -250,7 +277,9 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    /// A storage buffer of `len` f32 (or 4-byte) elements, refusing sizes over the binding limit.
+    /// A storage buffer of `len` f32 (or 4-byte) elements, refusing sizes over the adapter's
+    /// buffer limit. Buffers over the binding limit are fine: ops bind them by windows, splitting
+    /// their work (`Dispatch::split`), or say which limit stops them.
     pub fn zeros(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
         let len: usize = shape.iter().product();
         let buffer = self.storage_buffer(label, (len.max(1) * 4) as u64)?;
@@ -259,7 +288,7 @@ impl Gpu {
 
     pub fn storage_buffer(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
         let size = size.div_ceil(16) * 16;
-        let limit = self.limits.max_storage_buffer_binding_size as u64;
+        let limit = self.limits.max_buffer_size;
         if size > limit {
             return Err(Error::Limit {
                 what: format!("buffer '{label}'"),

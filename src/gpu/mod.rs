@@ -7,6 +7,6 @@ pub mod plan;
 pub mod shaders;
 pub mod tensor;
 
-pub use context::{AdapterSummary, Gpu, GpuOptions};
+pub use context::{AdapterSummary, Gpu, GpuOptions, LowerLimits};
 pub use plan::{Dispatch, Plan, Step, grid};
 pub use tensor::Tensor;

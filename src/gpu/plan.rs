@@ -6,14 +6,16 @@ use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
 use crate::gpu::tensor::Tensor;
 
-/// One kernel launch. Binding 0 is the kernel's `Meta` uniform; bindings 1.. are the tensors in
-/// the order the kernel declares them.
+/// One kernel of a plan: its pipeline and one or more launches of it. Binding 0 is the kernel's
+/// `Meta` uniform; bindings 1.. are the tensors in the order the kernel declares them. Work too
+/// large for one launch (a tensor over the adapter's storage binding limit, a grid over its
+/// workgroup limit) is split by the op into several launches over windows of its tensors
+/// (`Dispatch::split`); they run back to back and count as one kernel in profiles.
 #[derive(Debug, Clone)]
 pub struct Dispatch {
     pub kernel: &'static str,
     pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    pub workgroups: [u32; 3],
+    launches: Vec<Launch>,
     /// Useful floating-point operations, for GFLOP/s reports.
     pub flops: u64,
     /// Bytes of the bound tensors (each read or written at least once): a lower bound on the
@@ -21,9 +23,15 @@ pub struct Dispatch {
     pub bytes: u64,
 }
 
+#[derive(Debug, Clone)]
+struct Launch {
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
 impl Dispatch {
-    /// Build a dispatch. `meta` is the kernel's uniform struct (a `#[repr(C)]` Pod whose
-    /// layout matches the WGSL `Meta`).
+    /// Build a dispatch of one launch. `meta` is the kernel's uniform struct (a `#[repr(C)]`
+    /// Pod whose layout matches the WGSL `Meta`).
     pub fn new<M: bytemuck::Pod>(
         gpu: &Gpu,
         kernel: &'static str,
@@ -32,53 +40,36 @@ impl Dispatch {
         tensors: &[&Tensor],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
-        let max = gpu.limits.max_compute_workgroups_per_dimension;
-        if workgroups.iter().any(|&w| w > max) {
-            return Err(Error::Limit {
-                what: format!("kernel '{kernel}' grid {workgroups:?}"),
-                needed: *workgroups.iter().max().unwrap() as u64,
-                limit: max as u64,
-                adapter: gpu.info.name.clone(),
-                advice: "use a smaller --batch".into(),
-            });
-        }
+        Dispatch::split(
+            gpu,
+            kernel,
+            constants,
+            &[(*meta, tensors.to_vec(), workgroups)],
+        )
+    }
+
+    /// Build a dispatch of several launches of one kernel, each with its own uniform, tensors
+    /// (typically windows of larger ones) and grid.
+    pub fn split<M: bytemuck::Pod>(
+        gpu: &Gpu,
+        kernel: &'static str,
+        constants: &[(&str, f64)],
+        launches: &[(M, Vec<&Tensor>, [u32; 3])],
+    ) -> Result<Dispatch> {
         let pipeline = gpu.pipeline(kernel, constants)?;
-        let meta_bytes = bytemuck::bytes_of(meta);
-        let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(kernel),
-            size: (meta_bytes.len().div_ceil(16) * 16).max(16) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        gpu.queue.write_buffer(&uniform, 0, meta_bytes);
-        let bytes = tensors.iter().map(|t| t.len() as u64 * 4).sum();
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: t.buffer.as_entire_binding(),
-            });
-        }
-        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                context: format!("binding kernel '{kernel}'"),
-                message: e.to_string(),
+        let mut bytes = 0;
+        let mut built = Vec::with_capacity(launches.len());
+        for (meta, tensors, workgroups) in launches {
+            bytes += tensors.iter().map(|t| t.len() as u64 * 4).sum::<u64>();
+            built.push(Launch {
+                bind_group: bind(gpu, kernel, &pipeline, meta, tensors, *workgroups)?,
+                workgroups: *workgroups,
             });
         }
         Ok(Dispatch {
             kernel,
             pipeline: pipeline.as_ref().clone(),
-            bind_group,
-            workgroups,
+            launches: built,
             flops: 0,
             bytes,
         })
@@ -89,12 +80,108 @@ impl Dispatch {
         self
     }
 
+    /// How many launches the work was split into (1 unless it exceeded the adapter's limits).
+    pub fn launches(&self) -> usize {
+        self.launches.len()
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let [x, y, z] = self.workgroups;
-        pass.dispatch_workgroups(x, y, z);
+        for l in &self.launches {
+            pass.set_bind_group(0, &l.bind_group, &[]);
+            let [x, y, z] = l.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
     }
+}
+
+/// The bind group of one launch, after checking the grid and every binding against the
+/// adapter's limits (an op that can split its work does so before this; what reaches here
+/// over a limit cannot be split, and the error says which limit and what to change).
+fn bind<M: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    meta: &M,
+    tensors: &[&Tensor],
+    workgroups: [u32; 3],
+) -> Result<wgpu::BindGroup> {
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    if workgroups.iter().any(|&w| w > max) {
+        return Err(Error::Limit {
+            what: format!("kernel '{kernel}' grid {workgroups:?}"),
+            needed: *workgroups.iter().max().unwrap() as u64,
+            limit: max as u64,
+            adapter: gpu.info.name.clone(),
+            advice: "use a smaller --batch".into(),
+        });
+    }
+    let binding_limit = gpu.limits.max_storage_buffer_binding_size;
+    let align = gpu.limits.min_storage_buffer_offset_alignment as u64;
+    for t in tensors {
+        let size = (t.len() as u64 * 4).max(4);
+        if size > binding_limit {
+            return Err(Error::Limit {
+                what: format!("kernel '{kernel}' binding of a {:?} tensor", t.shape),
+                needed: size,
+                limit: binding_limit,
+                adapter: gpu.info.name.clone(),
+                advice: "this kernel cannot split that tensor; if it holds activations use a \
+                         smaller --batch or smaller images, if it holds weights an adapter with \
+                         a larger storage binding limit"
+                    .into(),
+            });
+        }
+        debug_assert!(
+            t.offset % align == 0,
+            "kernel '{kernel}': window offset {} is not a multiple of {align}",
+            t.offset
+        );
+    }
+    let meta_bytes = bytemuck::bytes_of(meta);
+    let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(kernel),
+        size: (meta_bytes.len().div_ceil(16) * 16).max(16) as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue.write_buffer(&uniform, 0, meta_bytes);
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: uniform.as_entire_binding(),
+    }];
+    for (i, t) in tensors.iter().enumerate() {
+        // Whole buffers are bound whole (a reused activation buffer may be larger than the
+        // tensor it holds now); only buffers over the binding limit and windows are bound by
+        // range.
+        let resource = if t.offset == 0 && t.buffer.size() <= binding_limit {
+            t.buffer.as_entire_binding()
+        } else {
+            let size = (t.len() as u64 * 4).max(4);
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &t.buffer,
+                offset: t.offset,
+                size: std::num::NonZeroU64::new(size.min(t.buffer.size() - t.offset)),
+            })
+        };
+        entries.push(wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource,
+        });
+    }
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(kernel),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::Gpu {
+            context: format!("binding kernel '{kernel}'"),
+            message: e.to_string(),
+        });
+    }
+    Ok(bind_group)
 }
 
 /// Split `groups` workgroups into a grid that respects the per-dimension limit (65,535 on many

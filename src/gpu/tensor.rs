@@ -4,11 +4,35 @@
 pub struct Tensor {
     pub buffer: wgpu::Buffer,
     pub shape: Vec<usize>,
+    /// Byte offset of element 0 in `buffer`: 0, except for the windows an op binds when it
+    /// splits work that is larger than one storage binding (`Tensor::window`).
+    pub offset: u64,
 }
 
 impl Tensor {
     pub fn new(buffer: wgpu::Buffer, shape: Vec<usize>) -> Tensor {
-        Tensor { buffer, shape }
+        Tensor {
+            buffer,
+            shape,
+            offset: 0,
+        }
+    }
+
+    /// Elements `first..first + product(shape)` of this tensor as a tensor of their own, bound
+    /// by offset (the offset must meet the adapter's storage offset alignment; ops that split
+    /// work choose their chunk boundaries for that).
+    pub fn window(&self, first: usize, shape: &[usize]) -> Tensor {
+        let len: usize = shape.iter().product();
+        assert!(
+            first + len <= self.len(),
+            "window {first}+{len} past the end of {:?}",
+            self.shape
+        );
+        Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+            offset: self.offset + first as u64 * 4,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -24,11 +48,15 @@ impl Tensor {
     pub fn view(&self, shape: &[usize]) -> Tensor {
         let len: usize = shape.iter().product();
         assert!(
-            (len * 4) as u64 <= self.buffer.size(),
+            self.offset + (len * 4) as u64 <= self.buffer.size(),
             "view {shape:?} does not fit the buffer of {:?}",
             self.shape
         );
-        Tensor::new(self.buffer.clone(), shape.to_vec())
+        Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+            offset: self.offset,
+        }
     }
 
     /// The last dimension, e.g. channels of an [N, P, C] activation.

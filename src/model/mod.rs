@@ -125,3 +125,30 @@ fn detect(weights: &mut Weights) -> Option<String> {
     }
     None
 }
+
+/// The largest batch, at most `batch`, whose forward pass fits the adapter's limits at
+/// `height` x `width`: the batch is halved while recording the pass fails on a limit (a buffer
+/// over the adapter's maximum, a binding that cannot be split). `say` hears why a smaller batch
+/// was chosen. A limit that even one image exceeds is returned as the error, which names it.
+pub fn fit_batch(
+    gpu: &Gpu,
+    net: &dyn Network,
+    batch: usize,
+    (height, width): (usize, usize),
+    say: &mut dyn FnMut(String),
+) -> Result<usize> {
+    let mut b = batch.max(1);
+    loop {
+        match net.forward(gpu, b, height, width) {
+            Ok(_) => return Ok(b),
+            Err(e @ Error::Limit { .. }) if b > 1 => {
+                let smaller = b / 2;
+                say(format!(
+                    "batch {b} does not fit: {e}; using batch {smaller}"
+                ));
+                b = smaller;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -5,6 +5,7 @@
 mod support;
 
 mod conv;
+mod limits;
 mod matmul;
 
 use sparsescope::gpu::ops;
@@ -59,6 +60,43 @@ fn layernorm_matches_reference() {
     }
 }
 
+/// softmax(q k^T / sqrt(dh)) v per image and head, in f64, from qkv [B, T, 3, H, dh].
+pub(crate) fn attention_reference(
+    qkv: &[f32],
+    batch: usize,
+    tokens: usize,
+    heads: usize,
+    dh: usize,
+) -> Vec<f32> {
+    let width = heads * dh;
+    let mut want = vec![0.0; batch * tokens * width];
+    let at = |b: usize, t: usize, part: usize, h: usize, d: usize| {
+        qkv[(b * tokens + t) * 3 * width + part * width + h * dh + d] as f64
+    };
+    for b in 0..batch {
+        for h in 0..heads {
+            for t in 0..tokens {
+                let scores: Vec<f64> = (0..tokens)
+                    .map(|j| {
+                        (0..dh)
+                            .map(|d| at(b, t, 0, h, d) * at(b, j, 1, h, d))
+                            .sum::<f64>()
+                            / (dh as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for d in 0..dh {
+                    let v: f64 = (0..tokens).map(|j| e[j] * at(b, j, 2, h, d)).sum::<f64>() / sum;
+                    want[(b * tokens + t) * width + h * dh + d] = v as f32;
+                }
+            }
+        }
+    }
+    want
+}
+
 #[test]
 fn attention_matches_reference() {
     let gpu = gpu();
@@ -76,32 +114,7 @@ fn attention_matches_reference() {
         plan.push(ops::attention(&gpu, &tq, batch, tokens, heads, dh, &out).unwrap());
         plan.run(&gpu).unwrap();
         let got: Vec<f32> = gpu.read(&out).unwrap();
-        let mut want = vec![0.0; batch * tokens * width];
-        let at = |b: usize, t: usize, part: usize, h: usize, d: usize| {
-            qkv[(b * tokens + t) * 3 * width + part * width + h * dh + d] as f64
-        };
-        for b in 0..batch {
-            for h in 0..heads {
-                for t in 0..tokens {
-                    let scores: Vec<f64> = (0..tokens)
-                        .map(|j| {
-                            (0..dh)
-                                .map(|d| at(b, t, 0, h, d) * at(b, j, 1, h, d))
-                                .sum::<f64>()
-                                / (dh as f64).sqrt()
-                        })
-                        .collect();
-                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
-                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                    let sum: f64 = e.iter().sum();
-                    for d in 0..dh {
-                        let v: f64 =
-                            (0..tokens).map(|j| e[j] * at(b, j, 2, h, d)).sum::<f64>() / sum;
-                        want[(b * tokens + t) * width + h * dh + d] = v as f32;
-                    }
-                }
-            }
-        }
+        let want = attention_reference(&qkv, batch, tokens, heads, dh);
         assert_close(
             &format!("attention b={batch} t={tokens} h={heads} dh={dh}"),
             &got,

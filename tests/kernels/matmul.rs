@@ -28,7 +28,7 @@ const FLAGS: [(bool, bool, bool); 8] = [
 ];
 
 #[allow(clippy::too_many_arguments)]
-fn matmul_reference(
+pub(super) fn matmul_reference(
     a: &[f32],
     a_stride: usize,
     b: &[f32],
@@ -65,7 +65,7 @@ fn matmul_reference(
 
 /// The variants to test on this adapter. The subgroup kernel must be available on lavapipe
 /// (CI's adapter); elsewhere (a GL adapter) its absence is reported, not hidden.
-fn variants(gpu: &Gpu) -> Vec<MatmulVariant> {
+pub(super) fn variants(gpu: &Gpu) -> Vec<MatmulVariant> {
     let mut out = vec![MatmulVariant::Tiled];
     match MatmulVariant::Subgroup.unsupported(gpu, 4) {
         None => out.push(MatmulVariant::Subgroup),

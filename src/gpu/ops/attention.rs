@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
+use crate::gpu::ops::split::{RowWindow, row_chunks};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 
 #[repr(C)]
@@ -42,13 +43,51 @@ pub fn attention(
         scale: 1.0 / (head_dim as f32).sqrt(),
     };
     let flops = 4 * (batch * heads * tokens * tokens * head_dim) as u64;
-    Ok(Dispatch::new(
-        gpu,
-        "attention",
-        &[],
-        &meta,
-        &[qkv, out],
-        [tokens as u32, heads as u32, batch as u32],
-    )?
-    .with_flops(flops))
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    if tokens > max_groups || heads > max_groups {
+        return Err(Error::Limit {
+            what: format!("attention grid of {tokens} tokens x {heads} heads"),
+            needed: tokens.max(heads) as u64,
+            limit: max_groups as u64,
+            adapter: gpu.info.name.clone(),
+            advice: "use smaller input images".into(),
+        });
+    }
+    // Images are independent: a batch whose qkv or output exceeds one storage binding (or
+    // the grid's batch dimension) runs as several launches over windows of whole images.
+    let width = heads * head_dim;
+    let windows = [
+        RowWindow {
+            what: "qkv",
+            per_row: tokens * 3 * width,
+        },
+        RowWindow {
+            what: "out",
+            per_row: tokens * width,
+        },
+    ];
+    let chunks = row_chunks(gpu, OP, batch, &windows, max_groups)?;
+    let whole = chunks.len() == 1;
+    let launches: Vec<_> = chunks
+        .into_iter()
+        .map(|r| {
+            let (q, o) = if whole {
+                (qkv.clone(), out.clone())
+            } else {
+                (
+                    qkv.window(
+                        r.start * tokens * 3 * width,
+                        &[r.len() * tokens * 3 * width],
+                    ),
+                    out.window(r.start * tokens * width, &[r.len() * tokens * width]),
+                )
+            };
+            (q, o, [tokens as u32, heads as u32, r.len() as u32])
+        })
+        .collect();
+    let launches: Vec<_> = launches
+        .iter()
+        .map(|(q, o, g)| (meta, vec![q, o], *g))
+        .collect();
+    Ok(Dispatch::split(gpu, "attention", &[], &launches)?.with_flops(flops))
 }

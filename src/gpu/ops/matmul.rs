@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
+use crate::gpu::ops::split::{RowWindow, row_chunks};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// The nonlinearity applied last in a fused epilogue (codes match `shaders/epilogue.wgsl`).
@@ -230,37 +231,93 @@ pub fn matmul_with(
             ));
         }
     }
-    let meta = MatmulMeta {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        a_stride: a_stride as u32,
-        has_bias: epilogue.bias.is_some() as u32,
-        has_scale: epilogue.scale.is_some() as u32,
-        has_res: epilogue.residual.is_some() as u32,
-        act: epilogue.act.code(),
-    };
-    let tensors = [
-        a,
-        b,
-        epilogue.bias.unwrap_or(&dummy),
-        epilogue.scale.unwrap_or(&dummy),
-        epilogue.residual.unwrap_or(&dummy),
-        out,
-    ];
-    let groups = match variant {
-        MatmulVariant::Tiled => [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-        MatmulVariant::Subgroup => {
-            let count = (n / 4).div_ceil(8) * m.div_ceil(8);
-            if count == 0 {
-                [0, 1, 1]
-            } else {
-                grid(gpu, count)
+    // Rows that one launch's grid can hold; the row windows of A, the residual and out must
+    // each fit one storage binding. Larger work is split into row chunks (ops::split).
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let max_rows = match variant {
+        MatmulVariant::Tiled => {
+            if n.div_ceil(64) > max_groups {
+                return Err(Error::Limit {
+                    what: format!("matmul grid of {} column tiles", n.div_ceil(64)),
+                    needed: n.div_ceil(64) as u64,
+                    limit: max_groups as u64,
+                    adapter: gpu.info.name.clone(),
+                    advice: "the layer is too wide for one dispatch on this adapter".into(),
+                });
             }
+            max_groups * 64
         }
+        // grid() spreads the linear workgroup count over two dimensions.
+        MatmulVariant::Subgroup => max_groups * max_groups / (n / 4).div_ceil(8).max(1) * 8,
     };
-    Ok(
-        Dispatch::new(gpu, variant.kernel(), &[], &meta, &tensors, groups)?
-            .with_flops(2 * (m * n * k) as u64),
-    )
+    let mut windows = vec![
+        RowWindow {
+            what: "A",
+            per_row: a_stride,
+        },
+        RowWindow {
+            what: "out",
+            per_row: n,
+        },
+    ];
+    if epilogue.residual.is_some() {
+        windows.push(RowWindow {
+            what: "residual",
+            per_row: n,
+        });
+    }
+    let chunks = row_chunks(gpu, OP, m, &windows, max_rows)?;
+    let whole = chunks.len() == 1;
+    let mut launches = Vec::with_capacity(chunks.len());
+    for rows in chunks {
+        let mc = rows.len();
+        let window = |t: &Tensor, per_row: usize, len: usize| {
+            if whole {
+                t.clone()
+            } else {
+                t.window(rows.start * per_row, &[len])
+            }
+        };
+        let a_len = if mc == 0 { 0 } else { (mc - 1) * a_stride + k };
+        let a_win = window(a, a_stride, a_len);
+        let out_win = window(out, n, mc * n);
+        let res_win = epilogue.residual.map(|r| window(r, n, mc * n));
+        let meta = MatmulMeta {
+            m: mc as u32,
+            n: n as u32,
+            k: k as u32,
+            a_stride: a_stride as u32,
+            has_bias: epilogue.bias.is_some() as u32,
+            has_scale: epilogue.scale.is_some() as u32,
+            has_res: epilogue.residual.is_some() as u32,
+            act: epilogue.act.code(),
+        };
+        let groups = match variant {
+            MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, 1],
+            MatmulVariant::Subgroup => {
+                let count = (n / 4).div_ceil(8) * mc.div_ceil(8);
+                if count == 0 {
+                    [0, 1, 1]
+                } else {
+                    grid(gpu, count)
+                }
+            }
+        };
+        launches.push((meta, a_win, out_win, res_win, groups));
+    }
+    let launches: Vec<_> = launches
+        .iter()
+        .map(|(meta, a_win, out_win, res_win, groups)| {
+            let tensors = vec![
+                a_win,
+                b,
+                epilogue.bias.unwrap_or(&dummy),
+                epilogue.scale.unwrap_or(&dummy),
+                res_win.as_ref().unwrap_or(&dummy),
+                out_win,
+            ];
+            (*meta, tensors, *groups)
+        })
+        .collect();
+    Ok(Dispatch::split(gpu, variant.kernel(), &[], &launches)?.with_flops(2 * (m * n * k) as u64))
 }
