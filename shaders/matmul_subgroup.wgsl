@@ -6,7 +6,8 @@
 //           3 bias [N]; 4 scale [N]; 5 res [M, N]; 6 out [M, N]. Meta and epilogue as in
 //           matmul_tiled.
 // Grid: ceil(N / 32) * ceil(M / 24) workgroups in any grid shape (linear index
-// wid.x + wid.y * nwg.x; workgroups past the end return).
+// wid.x + wid.y * nwg.x; workgroups past the end return), times the batch in z: item z reads A
+// from element z * a_batch and B from z * b_batch, and writes rows z * M.. of out (and res).
 // A workgroup is exactly one subgroup of 8 lanes (ops::matmul routes here only when the
 // adapter's subgroup size is fixed at 8) and owns a 24-row x 32-column block of out: lane l
 // holds the vec4 of columns 4l..4l+3 for all 24 rows (24 vec4 accumulators). Per 8 consecutive
@@ -31,6 +32,7 @@
 struct Meta {
     m: u32, n: u32, k: u32, a_stride: u32,
     has_bias: u32, has_scale: u32, has_res: u32, act: u32,
+    a_batch: u32, b_batch: u32, _p0: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
@@ -55,13 +57,15 @@ fn row_block(x: f32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
          + subgroupBroadcast(x, 6u) * b6 + subgroupBroadcast(x, 7u) * b7;
 }
 
-fn store_row(row: u32, col: u32, acc: vec4<f32>) {
+// `base` is the first output row of this batch item (z * M).
+fn store_row(base: u32, row: u32, col: u32, acc: vec4<f32>) {
     if (row >= params.m) { return; }
-    let o = row * params.n + col;
-    out[o] = epilogue(acc.x, row, col);
-    out[o + 1u] = epilogue(acc.y, row, col + 1u);
-    out[o + 2u] = epilogue(acc.z, row, col + 2u);
-    out[o + 3u] = epilogue(acc.w, row, col + 3u);
+    let r = base + row;
+    let o = r * params.n + col;
+    out[o] = epilogue(acc.x, r, col);
+    out[o + 1u] = epilogue(acc.y, r, col + 1u);
+    out[o + 2u] = epilogue(acc.z, r, col + 2u);
+    out[o + 3u] = epilogue(acc.w, r, col + 3u);
 }
 
 @compute @workgroup_size(8)
@@ -82,31 +86,35 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let c4_load = min(c4, n4 - 1u);
     let last_row = params.m - 1u;
     let s = params.a_stride;
+    // Batch item wid.z: A and B start a_batch and b_batch elements further, out at row z * M.
+    let a0 = wid.z * params.a_batch;
+    let b0 = wid.z * (params.b_batch / 4u);
+    let base = wid.z * params.m;
 
-    let ra0 = min(row0 + 0u, last_row) * s;
-    let ra1 = min(row0 + 1u, last_row) * s;
-    let ra2 = min(row0 + 2u, last_row) * s;
-    let ra3 = min(row0 + 3u, last_row) * s;
-    let ra4 = min(row0 + 4u, last_row) * s;
-    let ra5 = min(row0 + 5u, last_row) * s;
-    let ra6 = min(row0 + 6u, last_row) * s;
-    let ra7 = min(row0 + 7u, last_row) * s;
-    let ra8 = min(row0 + 8u, last_row) * s;
-    let ra9 = min(row0 + 9u, last_row) * s;
-    let ra10 = min(row0 + 10u, last_row) * s;
-    let ra11 = min(row0 + 11u, last_row) * s;
-    let ra12 = min(row0 + 12u, last_row) * s;
-    let ra13 = min(row0 + 13u, last_row) * s;
-    let ra14 = min(row0 + 14u, last_row) * s;
-    let ra15 = min(row0 + 15u, last_row) * s;
-    let ra16 = min(row0 + 16u, last_row) * s;
-    let ra17 = min(row0 + 17u, last_row) * s;
-    let ra18 = min(row0 + 18u, last_row) * s;
-    let ra19 = min(row0 + 19u, last_row) * s;
-    let ra20 = min(row0 + 20u, last_row) * s;
-    let ra21 = min(row0 + 21u, last_row) * s;
-    let ra22 = min(row0 + 22u, last_row) * s;
-    let ra23 = min(row0 + 23u, last_row) * s;
+    let ra0 = a0 + min(row0 + 0u, last_row) * s;
+    let ra1 = a0 + min(row0 + 1u, last_row) * s;
+    let ra2 = a0 + min(row0 + 2u, last_row) * s;
+    let ra3 = a0 + min(row0 + 3u, last_row) * s;
+    let ra4 = a0 + min(row0 + 4u, last_row) * s;
+    let ra5 = a0 + min(row0 + 5u, last_row) * s;
+    let ra6 = a0 + min(row0 + 6u, last_row) * s;
+    let ra7 = a0 + min(row0 + 7u, last_row) * s;
+    let ra8 = a0 + min(row0 + 8u, last_row) * s;
+    let ra9 = a0 + min(row0 + 9u, last_row) * s;
+    let ra10 = a0 + min(row0 + 10u, last_row) * s;
+    let ra11 = a0 + min(row0 + 11u, last_row) * s;
+    let ra12 = a0 + min(row0 + 12u, last_row) * s;
+    let ra13 = a0 + min(row0 + 13u, last_row) * s;
+    let ra14 = a0 + min(row0 + 14u, last_row) * s;
+    let ra15 = a0 + min(row0 + 15u, last_row) * s;
+    let ra16 = a0 + min(row0 + 16u, last_row) * s;
+    let ra17 = a0 + min(row0 + 17u, last_row) * s;
+    let ra18 = a0 + min(row0 + 18u, last_row) * s;
+    let ra19 = a0 + min(row0 + 19u, last_row) * s;
+    let ra20 = a0 + min(row0 + 20u, last_row) * s;
+    let ra21 = a0 + min(row0 + 21u, last_row) * s;
+    let ra22 = a0 + min(row0 + 22u, last_row) * s;
+    let ra23 = a0 + min(row0 + 23u, last_row) * s;
 
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
@@ -160,7 +168,7 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         let x21 = a[ra21 + ka];
         let x22 = a[ra22 + ka];
         let x23 = a[ra23 + ka];
-        let bi = k0 * n4 + c4_load;
+        let bi = b0 + k0 * n4 + c4_load;
         let b0 = b[bi];
         let b1 = b[bi + n4];
         let b2 = b[bi + 2u * n4];
@@ -196,7 +204,7 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     }
     // The last K % 8 steps: every lane reads the same A element itself (no broadcast).
     for (var k = k_full; k < params.k; k++) {
-        let bv = b[k * n4 + c4_load];
+        let bv = b[b0 + k * n4 + c4_load];
         acc0 += a[ra0 + k] * bv;
         acc1 += a[ra1 + k] * bv;
         acc2 += a[ra2 + k] * bv;
@@ -225,28 +233,28 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
 
     if (c4 >= n4) { return; }
     let col = c4 * 4u;
-    store_row(row0 + 0u, col, acc0);
-    store_row(row0 + 1u, col, acc1);
-    store_row(row0 + 2u, col, acc2);
-    store_row(row0 + 3u, col, acc3);
-    store_row(row0 + 4u, col, acc4);
-    store_row(row0 + 5u, col, acc5);
-    store_row(row0 + 6u, col, acc6);
-    store_row(row0 + 7u, col, acc7);
-    store_row(row0 + 8u, col, acc8);
-    store_row(row0 + 9u, col, acc9);
-    store_row(row0 + 10u, col, acc10);
-    store_row(row0 + 11u, col, acc11);
-    store_row(row0 + 12u, col, acc12);
-    store_row(row0 + 13u, col, acc13);
-    store_row(row0 + 14u, col, acc14);
-    store_row(row0 + 15u, col, acc15);
-    store_row(row0 + 16u, col, acc16);
-    store_row(row0 + 17u, col, acc17);
-    store_row(row0 + 18u, col, acc18);
-    store_row(row0 + 19u, col, acc19);
-    store_row(row0 + 20u, col, acc20);
-    store_row(row0 + 21u, col, acc21);
-    store_row(row0 + 22u, col, acc22);
-    store_row(row0 + 23u, col, acc23);
+    store_row(base, row0 + 0u, col, acc0);
+    store_row(base, row0 + 1u, col, acc1);
+    store_row(base, row0 + 2u, col, acc2);
+    store_row(base, row0 + 3u, col, acc3);
+    store_row(base, row0 + 4u, col, acc4);
+    store_row(base, row0 + 5u, col, acc5);
+    store_row(base, row0 + 6u, col, acc6);
+    store_row(base, row0 + 7u, col, acc7);
+    store_row(base, row0 + 8u, col, acc8);
+    store_row(base, row0 + 9u, col, acc9);
+    store_row(base, row0 + 10u, col, acc10);
+    store_row(base, row0 + 11u, col, acc11);
+    store_row(base, row0 + 12u, col, acc12);
+    store_row(base, row0 + 13u, col, acc13);
+    store_row(base, row0 + 14u, col, acc14);
+    store_row(base, row0 + 15u, col, acc15);
+    store_row(base, row0 + 16u, col, acc16);
+    store_row(base, row0 + 17u, col, acc17);
+    store_row(base, row0 + 18u, col, acc18);
+    store_row(base, row0 + 19u, col, acc19);
+    store_row(base, row0 + 20u, col, acc20);
+    store_row(base, row0 + 21u, col, acc21);
+    store_row(base, row0 + 22u, col, acc22);
+    store_row(base, row0 + 23u, col, acc23);
 }

@@ -2,7 +2,8 @@
 //
 // Bindings: 0 params (Meta); 1 a [rows at a_stride]; 2 b [K, N]; 3 bias [N]; 4 scale [N]; 5 res [M, N];
 //           6 out [M, N].
-// Grid: (ceil(N / 64), ceil(M / 64)); 256 invocations, each owning a 4x4 block of the 64x64
+// Grid: (ceil(N / 64), ceil(M / 64), batch); item z reads A from element z * a_batch and B
+// from z * b_batch, and writes rows z * M.. of out (and res). 256 invocations, each owning a 4x4 block of the 64x64
 // output tile; A and B tiles of depth 16 are staged in workgroup memory (8 KiB).
 // `a_stride` lets A be a strided row selection (e.g. the CLS token of every image).
 // Reference: the classic shared-memory tiling (e.g. CUTLASS's SIMT tiles); any M, N, K.
@@ -10,6 +11,7 @@
 struct Meta {
     m: u32, n: u32, k: u32, a_stride: u32,
     has_bias: u32, has_scale: u32, has_res: u32, act: u32,
+    a_batch: u32, b_batch: u32, _p0: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
@@ -43,7 +45,7 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             let kk = e % TK;
             var v = 0.0;
             if (row0 + r < params.m && k0 + kk < params.k) {
-                v = a[(row0 + r) * params.a_stride + k0 + kk];
+                v = a[wid.z * params.a_batch + (row0 + r) * params.a_stride + k0 + kk];
             }
             a_tile[kk * TM + r] = v;
         }
@@ -53,7 +55,7 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             let c = e % TN;
             var v = 0.0;
             if (k0 + kk < params.k && col0 + c < params.n) {
-                v = b[(k0 + kk) * params.n + col0 + c];
+                v = b[wid.z * params.b_batch + (k0 + kk) * params.n + col0 + c];
             }
             b_tile[kk * TN + c] = v;
         }
@@ -79,7 +81,8 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         for (var j = 0u; j < 4u; j++) {
             let c = col0 + lid.x * 4u + j;
             if (r < params.m && c < params.n) {
-                out[r * params.n + c] = epilogue(acc[i * 4u + j], r, c);
+                let row = wid.z * params.m + r;
+                out[row * params.n + c] = epilogue(acc[i * 4u + j], row, c);
             }
         }
     }

@@ -221,6 +221,11 @@ impl Plan {
         self.steps.push(Step::Kernel(d));
     }
 
+    /// Push the kernels of an op that takes several (e.g. attention's matmul path).
+    pub fn push_all(&mut self, ds: Vec<Dispatch>) {
+        self.steps.extend(ds.into_iter().map(Step::Kernel));
+    }
+
     pub fn tap(&mut self, index: usize) {
         self.steps.push(Step::Tap(index));
     }

@@ -393,6 +393,14 @@ impl Network for Vit {
         let h = gpu.zeros("normed", &[m, d])?;
         let qkv = gpu.zeros("qkv", &[m, 3 * d])?;
         let att = gpu.zeros("attention", &[m, d])?;
+        let attention = ops::Attention::new(
+            gpu,
+            ops::AttentionVariant::preferred(gpu),
+            batch,
+            tokens,
+            self.heads,
+            d / self.heads,
+        )?;
         let hid = gpu.zeros("mlp hidden", &[batch, tokens, self.hidden])?;
         let out = gpu.zeros("final norm", &[batch, tokens, d])?;
 
@@ -435,15 +443,7 @@ impl Network for Vit {
                     ..Default::default()
                 },
             )?);
-            plan.push(ops::attention(
-                gpu,
-                &qkv,
-                batch,
-                tokens,
-                self.heads,
-                d / self.heads,
-                &att,
-            )?);
+            plan.push_all(attention.dispatches(gpu, &qkv, &att)?);
             plan.push(ops::matmul(
                 gpu,
                 &att,

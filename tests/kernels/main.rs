@@ -101,27 +101,35 @@ pub(crate) fn attention_reference(
 fn attention_matches_reference() {
     let gpu = gpu();
     let mut rng = Rng::new(3);
-    for &(batch, tokens, heads, dh) in
-        &[(1, 1, 1, 1), (2, 17, 3, 64), (1, 70, 2, 13), (3, 5, 4, 96)]
-    {
+    for &(batch, tokens, heads, dh) in &[
+        (1, 1, 1, 1),
+        (2, 17, 3, 64),
+        (1, 70, 2, 13),
+        (3, 5, 4, 96),
+        (2, 197, 3, 64),
+    ] {
         let width = heads * dh;
         let qkv = rng.vec(batch * tokens * 3 * width, -2.0, 2.0);
         let tq = gpu
             .upload("qkv", &[batch, tokens, 3 * width], &qkv)
             .unwrap();
         let out = gpu.zeros("out", &[batch, tokens, width]).unwrap();
-        let mut plan = Plan::default();
-        plan.push(ops::attention(&gpu, &tq, batch, tokens, heads, dh, &out).unwrap());
-        plan.run(&gpu).unwrap();
-        let got: Vec<f32> = gpu.read(&out).unwrap();
         let want = attention_reference(&qkv, batch, tokens, heads, dh);
-        assert_close(
-            &format!("attention b={batch} t={tokens} h={heads} dh={dh}"),
-            &got,
-            &want,
-            1e-5,
-            1e-5,
-        );
+        for variant in ops::AttentionVariant::ALL {
+            gpu.write(&out, &vec![f32::NAN; batch * tokens * width]);
+            let att = ops::Attention::new(&gpu, variant, batch, tokens, heads, dh).unwrap();
+            let mut plan = Plan::default();
+            plan.push_all(att.dispatches(&gpu, &tq, &out).unwrap());
+            plan.run(&gpu).unwrap();
+            let got: Vec<f32> = gpu.read(&out).unwrap();
+            assert_close(
+                &format!("attention {variant:?} b={batch} t={tokens} h={heads} dh={dh}"),
+                &got,
+                &want,
+                1e-5,
+                1e-5,
+            );
+        }
     }
 }
 

@@ -199,6 +199,82 @@ fn matmul_variants_apply_every_activation_with_every_epilogue() {
     }
 }
 
+/// Batched matmuls (attention's per-head products): item z reads A and B at its own offsets,
+/// shares bias, and writes out[z] and reads residual[z]; every item against the reference.
+#[test]
+fn batched_matmul_matches_reference_per_item() {
+    let gpu = gpu();
+    let mut rng = Rng::new(21);
+    for variant in variants(&gpu) {
+        for &(z, m, k, n, a_stride) in
+            &[(3, 29, 13, 20, 13), (5, 7, 64, 8, 70), (2, 50, 33, 36, 40)]
+        {
+            let a_item = (m - 1) * a_stride + k + 3;
+            let b_item = k * n + 4;
+            let a = rng.vec(z * a_item, -1.0, 1.0);
+            let b = rng.vec(z * b_item, -1.0, 1.0);
+            let bias = rng.vec(n, -0.5, 0.5);
+            let res = rng.vec(z * m * n, -1.0, 1.0);
+            let ta = gpu.upload("a", &[a.len()], &a).unwrap();
+            let tb = gpu.upload("b", &[b.len()], &b).unwrap();
+            let tbias = gpu.upload("bias", &[n], &bias).unwrap();
+            let tres = gpu.upload("res", &[z * m * n], &res).unwrap();
+            let out = gpu.zeros("out", &[z * m * n]).unwrap();
+            gpu.write(&out, &vec![f32::NAN; z * m * n]);
+            let epi = Epilogue {
+                bias: Some(&tbias),
+                scale: None,
+                residual: Some(&tres),
+                act: Act::Relu,
+            };
+            let batch = ops::Batch {
+                count: z,
+                a_stride: a_item,
+                b_stride: b_item,
+            };
+            let mut plan = Plan::default();
+            plan.push(
+                ops::matmul_batched(
+                    &gpu,
+                    variant,
+                    &ta,
+                    a_stride,
+                    &tb,
+                    (k, n),
+                    &out,
+                    m,
+                    epi,
+                    batch,
+                )
+                .unwrap(),
+            );
+            plan.run(&gpu).unwrap();
+            let got: Vec<f32> = gpu.read(&out).unwrap();
+            for i in 0..z {
+                let want = matmul_reference(
+                    &a[i * a_item..],
+                    a_stride,
+                    &b[i * b_item..(i * b_item + k * n)],
+                    m,
+                    k,
+                    n,
+                    Some(&bias),
+                    None,
+                    Some(&res[i * m * n..(i + 1) * m * n]),
+                    Act::Relu,
+                );
+                assert_close(
+                    &format!("{variant:?} batch item {i} of {z}: m={m} k={k} n={n}"),
+                    &got[i * m * n..(i + 1) * m * n],
+                    &want,
+                    1e-5 * (k as f32).sqrt(),
+                    1e-5,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_subgroup_folds_large_grids() {
     // ceil(M / 24) = 65,537 subgroup workgroups (24 rows each) exceed the 65,535 limit of one

@@ -97,6 +97,10 @@ struct MatmulMeta {
     has_scale: u32,
     has_res: u32,
     act: u32,
+    /// Elements between consecutive batch items in A and in B (0 for one matmul).
+    a_batch: u32,
+    b_batch: u32,
+    _pad: [u32; 2],
 }
 
 /// The kernels that compute a matmul; `matmul()` picks one per adapter, `matmul_with()` takes it.
@@ -187,11 +191,76 @@ pub fn matmul_with(
     m: usize,
     epilogue: Epilogue,
 ) -> Result<Dispatch> {
-    const OP: &str = "matmul";
     let (k, n) = match b.shape.as_slice() {
         [k, n] => (*k, *n),
-        s => return Err(Error::shape(OP, format!("B must be [K, N], got {s:?}"))),
+        s => {
+            return Err(Error::shape(
+                "matmul",
+                format!("B must be [K, N], got {s:?}"),
+            ));
+        }
     };
+    matmul_batched(
+        gpu,
+        variant,
+        a,
+        a_stride,
+        b,
+        (k, n),
+        out,
+        m,
+        epilogue,
+        Batch::ONE,
+    )
+}
+
+/// Independent matmuls of one shape in one dispatch (e.g. attention's per-head products):
+/// item `z` reads A from element `z * a_stride` and B from `z * b_stride` of their tensors and
+/// writes `out[z]` (items are contiguous [count, M, N] in `out` and in the residual).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub count: usize,
+    pub a_stride: usize,
+    pub b_stride: usize,
+}
+
+impl Batch {
+    pub const ONE: Batch = Batch {
+        count: 1,
+        a_stride: 0,
+        b_stride: 0,
+    };
+}
+
+/// `batch.count` matmuls `out[z] = epilogue(A[z] @ B[z])` of [M, K] by [K, N] (`kn`), with the
+/// kernel given. One matmul (`Batch::ONE`) larger than the adapter's limits is split into row
+/// chunks; a batch of several must fit one launch (callers choose smaller batches).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_batched(
+    gpu: &Gpu,
+    variant: MatmulVariant,
+    a: &Tensor,
+    a_stride: usize,
+    b: &Tensor,
+    (k, n): (usize, usize),
+    out: &Tensor,
+    m: usize,
+    epilogue: Epilogue,
+    batch: Batch,
+) -> Result<Dispatch> {
+    const OP: &str = "matmul";
+    let z = batch.count.max(1);
+    let (a_batch, b_batch) = if z > 1 {
+        (batch.a_stride, batch.b_stride)
+    } else {
+        (0, 0)
+    };
+    if variant == MatmulVariant::Subgroup && b_batch % 4 != 0 {
+        return Err(Error::shape(
+            OP,
+            format!("B's batch stride {b_batch} is not a multiple of 4 (B is read as vec4)"),
+        ));
+    }
     if a_stride < k {
         return Err(Error::shape(
             OP,
@@ -205,14 +274,15 @@ pub fn matmul_with(
         ));
     }
     if m > 0 {
-        check_len(OP, "A", a, (m - 1) * a_stride + k)?;
+        check_len(OP, "A", a, (z - 1) * a_batch + (m - 1) * a_stride + k)?;
     }
-    check_len(OP, "out", out, m * n)?;
+    check_len(OP, "B", b, (z - 1) * b_batch + k * n)?;
+    check_len(OP, "out", out, z * m * n)?;
     let dummy = gpu.dummy();
     for (what, t, len) in [
         ("bias", epilogue.bias, n),
         ("scale", epilogue.scale, n),
-        ("residual", epilogue.residual, m * n),
+        ("residual", epilogue.residual, z * m * n),
     ] {
         if let Some(t) = t {
             check_len(OP, what, t, len)?;
@@ -220,9 +290,9 @@ pub fn matmul_with(
     }
     // Indices are u32 in the kernels.
     for (what, len) in [
-        ("A", (m.max(1) - 1) * a_stride + k),
-        ("out", m * n),
-        ("B", k * n),
+        ("A", (z - 1) * a_batch + (m.max(1) - 1) * a_stride + k),
+        ("out", z * m * n),
+        ("B", (z - 1) * b_batch + k * n),
     ] {
         if len > u32::MAX as usize {
             return Err(Error::shape(
@@ -266,7 +336,20 @@ pub fn matmul_with(
             per_row: n,
         });
     }
-    let chunks = row_chunks(gpu, OP, m, &windows, max_rows)?;
+    let chunks = if z == 1 {
+        row_chunks(gpu, OP, m, &windows, max_rows)?
+    } else if z > max_groups {
+        return Err(Error::Limit {
+            what: format!("batched matmul of {z} items"),
+            needed: z as u64,
+            limit: max_groups as u64,
+            adapter: gpu.info.name.clone(),
+            advice: "use a smaller --batch".into(),
+        });
+    } else {
+        // A batch is one launch; bindings over the limit are reported when it is bound.
+        std::iter::once(0..m).collect()
+    };
     let whole = chunks.len() == 1;
     let mut launches = Vec::with_capacity(chunks.len());
     for rows in chunks {
@@ -279,9 +362,15 @@ pub fn matmul_with(
             }
         };
         let a_len = if mc == 0 { 0 } else { (mc - 1) * a_stride + k };
-        let a_win = window(a, a_stride, a_len);
-        let out_win = window(out, n, mc * n);
-        let res_win = epilogue.residual.map(|r| window(r, n, mc * n));
+        let (a_win, out_win, res_win) = if z == 1 {
+            (
+                window(a, a_stride, a_len),
+                window(out, n, mc * n),
+                epilogue.residual.map(|r| window(r, n, mc * n)),
+            )
+        } else {
+            (a.clone(), out.clone(), epilogue.residual.cloned())
+        };
         let meta = MatmulMeta {
             m: mc as u32,
             n: n as u32,
@@ -291,15 +380,19 @@ pub fn matmul_with(
             has_scale: epilogue.scale.is_some() as u32,
             has_res: epilogue.residual.is_some() as u32,
             act: epilogue.act.code(),
+            a_batch: a_batch as u32,
+            b_batch: b_batch as u32,
+            _pad: [0; 2],
         };
         let groups = match variant {
-            MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, 1],
+            MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, z as u32],
             MatmulVariant::Subgroup => {
                 let count = (n / 4).div_ceil(8) * mc.div_ceil(8);
                 if count == 0 {
                     [0, 1, 1]
                 } else {
-                    grid(gpu, count)
+                    let [x, y, _] = grid(gpu, count);
+                    [x, y, z as u32]
                 }
             }
         };
@@ -319,5 +412,6 @@ pub fn matmul_with(
             (*meta, tensors, *groups)
         })
         .collect();
-    Ok(Dispatch::split(gpu, variant.kernel(), &[], &launches)?.with_flops(2 * (m * n * k) as u64))
+    Ok(Dispatch::split(gpu, variant.kernel(), &[], &launches)?
+        .with_flops(2 * (z * m * n * k) as u64))
 }

@@ -10,9 +10,11 @@ pub mod pool;
 pub mod split;
 mod vit;
 
-pub use attention::attention;
+pub use attention::{Attention, AttentionVariant, attention};
 pub use layernorm::layernorm;
-pub use matmul::{Act, Epilogue, MatmulVariant, matmul, matmul_with, preferred_variant};
+pub use matmul::{
+    Act, Batch, Epilogue, MatmulVariant, matmul, matmul_batched, matmul_with, preferred_variant,
+};
 pub use vit::{patch_im2col, vit_tokens};
 
 use crate::error::{Error, Result};
