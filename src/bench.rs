@@ -26,6 +26,9 @@ pub struct KernelTime {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     pub adapter: AdapterSummary,
+    /// The kernels chosen for this adapter and how (gpu::tuning), e.g. "matmul subgroup,
+    /// attention matmul (read from ~/.cache/sparsescope/tuning.json)".
+    pub kernel_choices: String,
     pub model: String,
     pub batch: usize,
     pub input: [usize; 3],
@@ -100,6 +103,7 @@ pub fn bench(
     };
     Ok(BenchReport {
         adapter: gpu.summary(),
+        kernel_choices: gpu.tuning().describe(),
         model: model.describe(),
         batch,
         input: [3, h, w],

@@ -495,6 +495,7 @@ fn run(cli: Cli) -> Result<()> {
                     "adapter: {} ({}, {})",
                     r.adapter.name, r.adapter.device_type, r.adapter.backend
                 );
+                println!("kernels: {}", r.kernel_choices);
                 println!("model: {}; batch {}, input {:?}", r.model, r.batch, r.input);
                 println!(
                     "forward only:         {:8.3} images/s  ({:.1} GFLOP/s)",

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::gpu::ops::{AttentionVariant, MatmulVariant};
 use crate::gpu::shaders;
 use crate::gpu::tensor::Tensor;
+use crate::gpu::tuning::{self, Choices, Tuning};
 
 /// How the user chose the adapter (`--backend`, `--adapter`).
 #[derive(Debug, Clone, Default)]
@@ -14,6 +16,8 @@ pub struct GpuOptions {
     pub backend: Option<String>,
     /// A case-insensitive substring of the adapter's name.
     pub adapter: Option<String>,
+    /// Where kernel choices are cached (gpu::tuning); `None`: the default cache folder.
+    pub cache_dir: Option<std::path::PathBuf>,
     /// Limits to ask for below the adapter's own (tests use them to exercise the splitting of
     /// work that a smaller adapter would need); `None` keeps the adapter's value.
     pub lower_limits: LowerLimits,
@@ -63,6 +67,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     lost: Arc<Mutex<Option<String>>>,
+    cache_dir: Option<std::path::PathBuf>,
+    tuning: std::sync::OnceLock<Tuning>,
     /// Bound where a kernel's optional input is absent (bindings cannot be left empty).
     dummy: Tensor,
 }
@@ -137,7 +143,44 @@ impl Gpu {
                     None => String::new(),
                 },
             })?;
-        Self::from_adapter(adapter, &options.lower_limits)
+        let mut gpu = Self::from_adapter(adapter, &options.lower_limits)?;
+        gpu.cache_dir = options.cache_dir.clone().or_else(tuning::default_cache_dir);
+        Ok(gpu)
+    }
+
+    /// The kernel choices for this adapter: cached on disk, or timed on first use (about a
+    /// second, once per adapter and version; gpu::tuning).
+    pub fn choices(&self) -> Choices {
+        self.tuning().choices
+    }
+
+    /// The kernel choices and where they came from.
+    pub fn tuning(&self) -> &Tuning {
+        self.tuning.get_or_init(|| {
+            tuning::tune(self, self.cache_dir.as_deref()).unwrap_or_else(|e| {
+                // Timing failed (a device error): fall back to the adapter-type rule.
+                eprintln!("note: kernel timing failed ({e}); choosing kernels by adapter type");
+                let cpu = self.is_cpu() && MatmulVariant::Subgroup.unsupported(self, 64).is_none();
+                Tuning {
+                    choices: Choices {
+                        matmul: if cpu {
+                            MatmulVariant::Subgroup
+                        } else {
+                            MatmulVariant::Tiled
+                        },
+                        attention: if cpu {
+                            AttentionVariant::Matmul
+                        } else {
+                            AttentionVariant::Fused
+                        },
+                    },
+                    source: tuning::Source::Timed {
+                        file: None,
+                        timings: Vec::new(),
+                    },
+                }
+            })
+        })
     }
 
     fn from_adapter(adapter: wgpu::Adapter, lower: &LowerLimits) -> Result<Gpu> {
@@ -186,6 +229,8 @@ impl Gpu {
             features,
             pipelines: Mutex::new(HashMap::new()),
             lost,
+            cache_dir: None,
+            tuning: std::sync::OnceLock::new(),
         })
     }
 

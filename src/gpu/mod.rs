@@ -6,6 +6,7 @@ pub mod ops;
 pub mod plan;
 pub mod shaders;
 pub mod tensor;
+pub mod tuning;
 
 pub use context::{AdapterSummary, Gpu, GpuOptions, LowerLimits};
 pub use plan::{Dispatch, Plan, Step, grid};

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::ops::matmul::{Batch, Epilogue, matmul_batched, preferred_variant};
+use crate::gpu::ops::matmul::{Batch, Epilogue, MatmulVariant, matmul_batched, runnable};
 use crate::gpu::ops::split::{RowWindow, row_chunks};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
@@ -94,7 +94,8 @@ pub fn attention(
 }
 
 /// How attention is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttentionVariant {
     /// `shaders/attention.wgsl`: one workgroup per query token and head, scores in workgroup
     /// memory; no scratch buffers. For real GPUs.
@@ -110,14 +111,10 @@ pub enum AttentionVariant {
 impl AttentionVariant {
     pub const ALL: [AttentionVariant; 2] = [AttentionVariant::Fused, AttentionVariant::Matmul];
 
-    /// The matmul path on CPU adapters (where the fused kernel is load-bound), the fused kernel
-    /// elsewhere.
+    /// The variant timed fastest on this adapter (gpu::tuning): the matmul path on lavapipe,
+    /// where the fused kernel is load-bound.
     pub fn preferred(gpu: &Gpu) -> AttentionVariant {
-        if gpu.is_cpu() {
-            AttentionVariant::Matmul
-        } else {
-            AttentionVariant::Fused
-        }
+        gpu.choices().attention
     }
 }
 
@@ -125,6 +122,8 @@ impl AttentionVariant {
 /// needs, made once per forward pass and shared by every layer of it.
 pub struct Attention {
     variant: AttentionVariant,
+    /// The matmul kernel of the matmul path's products.
+    matmul: MatmulVariant,
     batch: usize,
     tokens: usize,
     heads: usize,
@@ -174,9 +173,26 @@ struct MergeMeta {
 }
 
 impl Attention {
+    /// Attention of this shape by `variant`, its products (matmul path) by the adapter's
+    /// preferred matmul kernel.
     pub fn new(
         gpu: &Gpu,
         variant: AttentionVariant,
+        batch: usize,
+        tokens: usize,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<Attention> {
+        let matmul = gpu.choices().matmul;
+        Attention::with_matmul(gpu, variant, matmul, batch, tokens, heads, head_dim)
+    }
+
+    /// `new` with the products' matmul kernel given (it falls back to the tiled kernel for a
+    /// shape the given one cannot run).
+    pub fn with_matmul(
+        gpu: &Gpu,
+        variant: AttentionVariant,
+        matmul: MatmulVariant,
         batch: usize,
         tokens: usize,
         heads: usize,
@@ -196,6 +212,7 @@ impl Attention {
         };
         Ok(Attention {
             variant,
+            matmul,
             batch,
             tokens,
             heads,
@@ -238,7 +255,7 @@ impl Attention {
         let products = |a: &Tensor, a_item: usize, bm: &Tensor, (k, n): (usize, usize), o| {
             matmul_batched(
                 gpu,
-                preferred_variant(gpu, n),
+                runnable(gpu, self.matmul, n),
                 a,
                 k,
                 bm,

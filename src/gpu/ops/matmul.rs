@@ -104,7 +104,8 @@ struct MatmulMeta {
 }
 
 /// The kernels that compute a matmul; `matmul()` picks one per adapter, `matmul_with()` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MatmulVariant {
     /// `shaders/matmul_tiled.wgsl`: workgroup-memory tiles, for real GPUs; any shape.
     Tiled,
@@ -150,12 +151,17 @@ impl MatmulVariant {
     }
 }
 
-/// The variant `matmul()` uses on `gpu` for `n` output columns: the subgroup kernel on CPU
-/// adapters that can run it (GPU-NOTES.md: 5-10x the tiled kernel there), else the tiled one
-/// (real GPUs want workgroup-memory tiles; GL adapters lack subgroups).
+/// The variant `matmul()` uses on `gpu` for `n` output columns: the one timed fastest on this
+/// adapter (gpu::tuning; the subgroup kernel on lavapipe, 10-20x the tiled one there) when it
+/// can run this shape, else the tiled one, which runs everywhere.
 pub fn preferred_variant(gpu: &Gpu, n: usize) -> MatmulVariant {
-    if gpu.is_cpu() && MatmulVariant::Subgroup.unsupported(gpu, n).is_none() {
-        MatmulVariant::Subgroup
+    runnable(gpu, gpu.choices().matmul, n)
+}
+
+/// `v` if it can run `n` output columns here, else the tiled kernel.
+pub(crate) fn runnable(gpu: &Gpu, v: MatmulVariant, n: usize) -> MatmulVariant {
+    if v.unsupported(gpu, n).is_none() {
+        v
     } else {
         MatmulVariant::Tiled
     }
