@@ -37,7 +37,7 @@ fn bench_plan(c: &mut Criterion, group: &str, name: &str, gpu: &Gpu, plan: &Plan
 
 fn conv(c: &mut Criterion, gpu: &Gpu) {
     // ResNet-50 layer2 3x3 (batch 8, 28x28, 128 -> 128), EfficientNet-Lite0 block-2 depthwise
-    // (56x56, 144 channels), and a 1x1 projection (28x28, 256 -> 64).
+    // (56x56, 144 channels), and 1x1 convolutions of ResNet-50 and EfficientNet-Lite0.
     let cases = [
         (
             "3x3 128->128 28x28",
@@ -50,6 +50,18 @@ fn conv(c: &mut Criterion, gpu: &Gpu) {
         (
             "1x1 256->64 28x28",
             ConvSpec::new(8, 28, 28, 256, 64, 1, 1, 0, 1),
+        ),
+        (
+            "1x1 64->256 56x56",
+            ConvSpec::new(8, 56, 56, 64, 256, 1, 1, 0, 1),
+        ),
+        (
+            "1x1 24->144 56x56",
+            ConvSpec::new(8, 56, 56, 24, 144, 1, 1, 0, 1),
+        ),
+        (
+            "1x1 1024->256 14x14",
+            ConvSpec::new(8, 14, 14, 1024, 256, 1, 1, 0, 1),
         ),
     ];
     for (label, spec) in cases {

@@ -15,7 +15,7 @@
 //! rows = B * H * W; no kernel of its own.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::{Epilogue, check_len, matmul};
+use crate::gpu::ops::{Epilogue, MatmulVariant, check_len, matmul};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// The geometry of one 2-D convolution over an NHWC batch.
@@ -350,17 +350,22 @@ impl ConvVariant {
 }
 
 /// The variant `conv2d()` uses for `spec` on `gpu`: the depthwise kernel for depthwise
-/// convolutions with C % 4 == 0; the matmul for 1x1 stride-1 ones; else the subgroup implicit
-/// GEMM on CPU adapters that can run it (loads dominate there, GPU-NOTES.md) and the tiled one
-/// elsewhere (real GPUs want workgroup-memory tiles; GL adapters lack subgroups).
+/// convolutions with C % 4 == 0; else the subgroup implicit GEMM where the subgroup matmul won
+/// the adapter's timing (CPU adapters: loads dominate there, GPU-NOTES.md), 1x1 included; else
+/// the matmul for 1x1 stride-1 ones and the tiled kernel for the rest (real GPUs want
+/// workgroup-memory tiles; GL adapters lack subgroups).
 pub fn preferred_conv_variant(gpu: &Gpu, spec: &ConvSpec) -> ConvVariant {
     let can = |v: ConvVariant| v.unsupported(gpu, spec).is_none();
+    // Where the subgroup matmul won the adapter's timing (CPU adapters), the subgroup conv
+    // kernel also beats the matmul route for 1x1 convolutions: 1.6-2x on lavapipe at
+    // ResNet-50 and EfficientNet-Lite0 shapes (benches/kernels.rs, "1x1").
+    let subgroup_family = gpu.choices().matmul == MatmulVariant::Subgroup;
     if can(ConvVariant::Depthwise) {
         ConvVariant::Depthwise
+    } else if subgroup_family && can(ConvVariant::Subgroup) {
+        ConvVariant::Subgroup
     } else if can(ConvVariant::Matmul) {
         ConvVariant::Matmul
-    } else if gpu.is_cpu() && can(ConvVariant::Subgroup) {
-        ConvVariant::Subgroup
     } else {
         ConvVariant::Tiled
     }
