@@ -63,6 +63,15 @@ fn conv(c: &mut Criterion, gpu: &Gpu) {
             "1x1 1024->256 14x14",
             ConvSpec::new(8, 14, 14, 1024, 256, 1, 1, 0, 1),
         ),
+        // ViT-B/16 linear layers at batch 8 (197 tokens as a 197x1 image).
+        (
+            "1x1 768->768 197x1",
+            ConvSpec::new(8, 197, 1, 768, 768, 1, 1, 0, 1),
+        ),
+        (
+            "1x1 768->3072 197x1",
+            ConvSpec::new(8, 197, 1, 768, 3072, 1, 1, 0, 1),
+        ),
     ];
     for (label, spec) in cases {
         let (oh, ow) = spec.output().expect("valid spec");
