@@ -29,12 +29,12 @@ pub struct ExtractReport {
 
 /// A tap's values leave the GPU through one MAP_READ buffer per tap, filled by a copy step
 /// recorded right at the tap, so later kernels may reuse the activation buffer.
-struct Readback {
-    buffer: wgpu::Buffer,
+pub(crate) struct Readback {
+    pub(crate) buffer: wgpu::Buffer,
     floats: usize,
 }
 
-fn readback(gpu: &Gpu, floats: usize) -> Readback {
+pub(crate) fn readback(gpu: &Gpu, floats: usize) -> Readback {
     let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("feature read-back"),
         size: (floats * 4).max(4) as u64,
@@ -44,7 +44,7 @@ fn readback(gpu: &Gpu, floats: usize) -> Readback {
     Readback { buffer, floats }
 }
 
-fn read_floats(gpu: &Gpu, r: &Readback, count: usize) -> Result<Vec<f32>> {
+pub(crate) fn read_floats(gpu: &Gpu, r: &Readback, count: usize) -> Result<Vec<f32>> {
     gpu.map_and_wait(&r.buffer)?;
     let data = {
         let view = r

@@ -255,6 +255,32 @@ enum Command {
         #[command(flatten)]
         model_args: ModelArgs,
     },
+    /// The sparse null code: per token of each tap, Hoyer sparsity and the cosine to the tap's
+    /// dominant binary pattern (channels firing on more than half the entries), from a second
+    /// GPU pass over the run's images; per tap the share of null tokens and its spread; per kind
+    /// of tap the depth where it emerges. Writes taps/<tap>/hoyer.npy, nullcode_cos.npy and
+    /// OUT/nullcode.json.
+    Nullcode {
+        /// The OUT folder of `sparsescope run`.
+        out: PathBuf,
+        /// Tap names or globs, comma-separated (default: every tap of the run).
+        #[arg(long, value_delimiter = ',')]
+        taps: Vec<String>,
+        /// A null token's least cosine to the dominant pattern.
+        #[arg(long, default_value_t = sparsescope::analysis::nullcode::DEFAULT_COS_MIN)]
+        cos_min: f64,
+        /// A null token's least Hoyer sparsity.
+        #[arg(long, default_value_t = sparsescope::analysis::nullcode::DEFAULT_HOYER_MIN)]
+        hoyer_min: f64,
+        /// The run's checkpoint, when its recorded path does not resolve from here.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Images per GPU batch (default: the run's).
+        #[arg(long)]
+        batch: Option<usize>,
+        #[command(flatten)]
+        model_args: ModelArgs,
+    },
     /// Print the top-5 ImageNet classes of a classifier for each image.
     Predict {
         /// A .safetensors checkpoint with a classifier head.
@@ -632,6 +658,41 @@ fn run(cli: Cli) -> Result<()> {
             for (tap, e) in &report.failed {
                 eprintln!("warning: tap '{tap}' not analysed: {e}");
             }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if !cli.quiet {
+                print!("{}", report.table());
+            }
+        }
+        Command::Nullcode {
+            out,
+            taps,
+            cos_min,
+            hoyer_min,
+            model: model_path,
+            batch,
+            model_args,
+        } => {
+            use sparsescope::analysis::nullcode::{NullcodeOptions, nullcode_command};
+            let run = sparsescope::outdir::RunDir::open(out)?;
+            let options = NullcodeOptions {
+                taps: taps.clone(),
+                cos_min: *cos_min,
+                hoyer_min: *hoyer_min,
+                batch: batch.unwrap_or(run.batch()),
+                model: model_path.clone(),
+                model_options: model_options(model_args),
+                gpu: GpuOptions {
+                    backend: cli.gpu.backend.clone(),
+                    adapter: cli.gpu.adapter.clone(),
+                    ..Default::default()
+                },
+                threads: threads(),
+            };
+            let bar = progress_bar(run.n_images(), cli.quiet || cli.json);
+            let report =
+                nullcode_command(out, &options, &mut |done| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if !cli.quiet {

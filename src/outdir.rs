@@ -129,6 +129,22 @@ impl RunDir {
         Ok(set)
     }
 
+    /// Height and width of the run's preprocessed images (`inputs.image_shape`).
+    pub fn image_hw(&self) -> Result<(usize, usize)> {
+        let shape = &self.summary["inputs"]["image_shape"];
+        let (h, w) = (
+            shape[1].as_u64().unwrap_or(0) as usize,
+            shape[2].as_u64().unwrap_or(0) as usize,
+        );
+        if h == 0 || w == 0 {
+            return Err(Error::file(
+                self.summary_path(),
+                "inputs.image_shape is missing",
+            ));
+        }
+        Ok((h, w))
+    }
+
     /// The taps of the run, in forward order.
     pub fn taps(&self) -> Result<Vec<TapInfo>> {
         let taps = field(&self.summary, &self.summary_path(), "/taps")?

@@ -1,8 +1,10 @@
 //! Analyses built on the statistics of a run: representational similarity analysis (`rsa`) and
 //! the ridge regression behind the pruning analysis (`ridge`). Pure CPU, f64, deterministic
 //! for a given seed whatever the number of threads. The commands built on them: `rsa_report`
-//! (`sparsescope rsa`) and `prune` (`sparsescope prune`, with its GPU pass in `prune_pass`).
+//! (`sparsescope rsa`), `prune` (`sparsescope prune`, with its GPU pass in `prune_pass`) and
+//! `nullcode` (`sparsescope nullcode`, a second GPU pass with the `nullcode_probe` kernel).
 
+pub mod nullcode;
 pub mod prune;
 pub mod prune_pass;
 pub mod ridge;
@@ -73,4 +75,46 @@ mod tests {
             assert_eq!(g.next_u64(), w);
         }
     }
+}
+
+/// Open the run's model again for a second GPU pass (`prune`, `nullcode`): `model` or the path
+/// the run recorded, checked against the run's sha256, with the run's architecture unless
+/// `options` names one. `hint` ends the message when the file is not there.
+pub fn open_run_model(
+    gpu: &crate::gpu::Gpu,
+    run: &crate::outdir::RunDir,
+    model: Option<&std::path::Path>,
+    options: &crate::model::ModelOptions,
+    hint: &str,
+) -> crate::error::Result<Box<dyn crate::model::Network>> {
+    use crate::error::Error;
+    let path = match model {
+        Some(p) => p.to_path_buf(),
+        None => run.model_path()?,
+    };
+    if !path.exists() {
+        return Err(Error::file(
+            &path,
+            format!(
+                "the run's model is not there (the path is relative to where `run` was \
+                 started?); {hint}"
+            ),
+        ));
+    }
+    let want = run.summary["model"]["sha256"].as_str().unwrap_or_default();
+    let got = crate::run::sha256_file(&path)?;
+    if !want.is_empty() && got != want {
+        return Err(Error::file(
+            &path,
+            format!(
+                "sha256 {got} differs from the run's model ({want}); the second pass needs the \
+                 run's checkpoint"
+            ),
+        ));
+    }
+    let mut model_options = options.clone();
+    if model_options.arch.is_none() {
+        model_options.arch = run.summary["model"]["arch"].as_str().map(str::to_string);
+    }
+    crate::model::load(gpu, &path, &model_options)
 }

@@ -40,7 +40,7 @@ use crate::analysis::rsa::{Method, Prepared};
 use crate::analysis::rsa_report::{chosen_taps, write_json_atomic};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuOptions};
-use crate::model::{self, ModelOptions, TapInfo};
+use crate::model::{ModelOptions, TapInfo};
 use crate::npy::read_npy;
 use crate::outdir::RunDir;
 use crate::rdm::{FlatMode, Gram, Measure, Rdm};
@@ -723,40 +723,6 @@ impl FlatCurves {
     }
 }
 
-/// Open the run's model for the second pass, checking that it is the run's checkpoint.
-fn open_model(
-    gpu: &Gpu,
-    run: &RunDir,
-    options: &PruneOptions,
-) -> Result<Box<dyn crate::model::Network>> {
-    let path = match &options.model {
-        Some(p) => p.clone(),
-        None => run.model_path()?,
-    };
-    if !path.exists() {
-        return Err(Error::file(
-            &path,
-            "the run's model is not there (the path is relative to where `run` was started?); \
-             pass --model, or --no-flat for the pooled curves only",
-        ));
-    }
-    let want = run.summary["model"]["sha256"].as_str().unwrap_or_default();
-    let got = crate::run::sha256_file(&path)?;
-    if !want.is_empty() && got != want {
-        return Err(Error::file(
-            &path,
-            format!(
-                "sha256 {got} differs from the run's model ({want}); the flat curves need the run's checkpoint"
-            ),
-        ));
-    }
-    let mut model_options = options.model_options.clone();
-    if model_options.arch.is_none() {
-        model_options.arch = run.summary["model"]["arch"].as_str().map(str::to_string);
-    }
-    model::load(gpu, &path, &model_options)
-}
-
 /// Run `prune` on the run at `out`: write `out/prune/<tap>.json` and `out/prune/summary.json`.
 /// `progress(images done, pass)` follows the GPU pass.
 pub fn prune_command(
@@ -815,18 +781,14 @@ pub fn prune_command(
     let mut flat_passes = 0;
     if options.flat {
         let gpu = Gpu::new(&options.gpu)?;
-        let model = open_model(&gpu, &run, options)?;
-        let shape = &run.summary["inputs"]["image_shape"];
-        let (h, w) = (
-            shape[1].as_u64().unwrap_or(0) as usize,
-            shape[2].as_u64().unwrap_or(0) as usize,
-        );
-        if h == 0 || w == 0 {
-            return Err(Error::file(
-                run.path.join("summary.json"),
-                "inputs.image_shape is missing",
-            ));
-        }
+        let model = super::open_run_model(
+            &gpu,
+            &run,
+            options.model.as_deref(),
+            &options.model_options,
+            "pass --model, or --no-flat for the pooled curves only",
+        )?;
+        let (h, w) = run.image_hw()?;
         let model_taps = model.taps(h, w)?;
         let grouped: Vec<GroupedTap> = works
             .iter()

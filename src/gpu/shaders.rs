@@ -41,6 +41,7 @@ kernels! {
     "stats_fold",
     "stats_fold_channels",
     "gather_channels",
+    "nullcode_probe",
 }
 
 /// The full WGSL source of kernel `name` (preludes first), or `None` if unknown.

@@ -7,6 +7,7 @@ mod layernorm;
 pub mod layout;
 mod matmul;
 pub mod pool;
+pub mod probe;
 pub mod split;
 mod vit;
 
