@@ -15,6 +15,7 @@ pub mod outdir;
 pub mod pass;
 pub mod predict;
 pub mod rdm;
+pub mod report;
 pub mod run;
 pub mod stats;
 

@@ -281,6 +281,14 @@ enum Command {
         #[command(flatten)]
         model_args: ModelArgs,
     },
+    /// PNG figures and one self-contained OUT/report/index.html from a run and what `rsa`,
+    /// `prune` and `nullcode` added to it: histograms of positive values, % active and
+    /// decorrelation by depth, firing-rate distributions, RDM heatmaps, the RSA matrix, pruning
+    /// curves, null-code share by depth and maps over the photos.
+    Report {
+        /// The OUT folder of `sparsescope run`.
+        out: PathBuf,
+    },
     /// Print the top-5 ImageNet classes of a classifier for each image.
     Predict {
         /// A .safetensors checkpoint with a classifier head.
@@ -697,6 +705,20 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if !cli.quiet {
                 print!("{}", report.table());
+            }
+        }
+        Command::Report { out } => {
+            let r = sparsescope::report::report_command(out)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if !cli.quiet {
+                for f in &r.figures {
+                    println!("  -> {}", f.display());
+                }
+                for m in &r.missing {
+                    println!("  (not included: {m})");
+                }
+                println!("report: {}", r.index.display());
             }
         }
         Command::Predict {
