@@ -781,6 +781,7 @@ pub fn prune_curves(prune: &Value, path: &Path) -> Result<Option<String>> {
         drawn(
             chart
                 .configure_mesh()
+                .light_line_style(WHITE)
                 .x_desc("% of channels dropped")
                 .y_desc("RSA(kept, full)")
                 .axis_desc_style((SANS, 12))
