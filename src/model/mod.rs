@@ -96,15 +96,37 @@ pub fn load(gpu: &Gpu, path: &Path, options: &ModelOptions) -> Result<Box<dyn Ne
             )
         })?,
     };
-    match arch.as_str() {
-        "vit" | "dinov2" => Ok(Box::new(vit::Vit::load(gpu, weights, options)?)),
-        "resnet" => Ok(Box::new(resnet::ResNet::load(gpu, weights)?)),
-        "efficientnet" => Ok(Box::new(efficientnet::EfficientNet::load(gpu, weights)?)),
-        "convnext" => Ok(Box::new(convnext::ConvNext::load(gpu, weights)?)),
-        other => Err(Error::Usage(format!(
-            "unknown --arch '{other}': expected one of vit, dinov2, resnet, efficientnet, convnext"
-        ))),
+    let usage = weights.usage();
+    let net: Box<dyn Network> = match arch.as_str() {
+        "vit" | "dinov2" => Box::new(vit::Vit::load(gpu, weights, options)?),
+        "resnet" => Box::new(resnet::ResNet::load(gpu, weights)?),
+        "efficientnet" => Box::new(efficientnet::EfficientNet::load(gpu, weights)?),
+        "convnext" => Box::new(convnext::ConvNext::load(gpu, weights)?),
+        other => {
+            return Err(Error::Usage(format!(
+                "unknown --arch '{other}': expected one of vit, dinov2, resnet, efficientnet, convnext"
+            )));
+        }
+    };
+    // Tensors the model never read are not an error (checkpoints carry extras: EMA copies,
+    // auxiliary heads) but half-using a checkpoint of another variant must not go unnoticed.
+    let unused = usage.unused();
+    if !unused.is_empty() {
+        let shown: Vec<&str> = unused.iter().take(5).map(String::as_str).collect();
+        eprintln!(
+            "warning: {}: {} tensor(s) not used by the {} model: {}{}",
+            path.display(),
+            unused.len(),
+            net.arch(),
+            shown.join(", "),
+            if unused.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        );
     }
+    Ok(net)
 }
 
 /// The family whose marker tensor is present; also fixes the key prefix.

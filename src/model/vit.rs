@@ -176,6 +176,8 @@ impl Vit {
         )?;
         let patch_b = vector(gpu, &w, &format!("{}.bias", naming.patch_weight()), dim)?;
         let cls = gpu.upload("cls", &[dim], &w.get(naming.cls(), &[1, 1, dim])?)?;
+        // DINOv2's mask token replaces masked patches in training only.
+        w.not_needed("embeddings.mask_token");
         let mut blocks = Vec::with_capacity(depth);
         for i in 0..depth {
             let b = naming.block(i);

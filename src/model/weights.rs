@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors, tensor::Metadata};
@@ -18,7 +18,7 @@ pub struct Weights {
     /// Prepended to every key asked for: checkpoints wrap the model in `module.`, `model.`,
     /// `dinov2.` and so on; detection finds the prefix once.
     prefix: String,
-    used: Mutex<BTreeSet<String>>,
+    used: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Weights {
@@ -41,7 +41,7 @@ impl Weights {
             data_start: 8 + header_len,
             meta,
             prefix: String::new(),
-            used: Mutex::new(BTreeSet::new()),
+            used: Arc::new(Mutex::new(BTreeSet::new())),
         })
     }
 
@@ -165,13 +165,45 @@ impl Weights {
         Ok(values)
     }
 
+    /// Mark `key` as deliberately not read (a training-only tensor such as DINOv2's
+    /// `embeddings.mask_token`), so it is not reported as unused.
+    pub fn not_needed(&self, key: &str) {
+        let full = format!("{}{key}", self.prefix);
+        if self.meta.info(&full).is_some() {
+            self.used.lock().unwrap().insert(full);
+        }
+    }
+
     /// Keys of the file never read by the model (reported so that a checkpoint of a slightly
     /// different architecture is not silently half-used).
     pub fn unused_keys(&self) -> Vec<String> {
+        self.usage().unused()
+    }
+
+    /// A handle that still answers `unused` after the model has consumed these weights.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            keys: self.raw_keys(),
+            used: self.used.clone(),
+        }
+    }
+}
+
+/// Which keys of a checkpoint its model read (`Weights::usage`).
+pub struct Usage {
+    keys: Vec<String>,
+    used: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Usage {
+    /// Keys never read, except PyTorch's BatchNorm step counters (`num_batches_tracked`), which
+    /// no forward pass uses.
+    pub fn unused(&self) -> Vec<String> {
         let used = self.used.lock().unwrap();
-        self.raw_keys()
-            .into_iter()
-            .filter(|k| !used.contains(k))
+        self.keys
+            .iter()
+            .filter(|k| !used.contains(*k) && !k.ends_with("num_batches_tracked"))
+            .cloned()
             .collect()
     }
 }
