@@ -9,6 +9,7 @@ pub mod data;
 pub mod error;
 pub mod extract;
 pub mod gpu;
+pub mod merge;
 pub mod model;
 pub mod npy;
 pub mod outdir;

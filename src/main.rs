@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -13,7 +13,7 @@ use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
 use sparsescope::predict::predict;
 use sparsescope::rdm::Measure;
-use sparsescope::run::{RunOptions, RunReport};
+use sparsescope::run::{RunOptions, RunReport, Shard};
 use sparsescope::stats::StatsConfig;
 
 #[derive(Parser)]
@@ -89,6 +89,10 @@ enum Command {
         /// Stop at the first unreadable image instead of skipping it with a warning.
         #[arg(long)]
         strict: bool,
+        /// Extract only part INDEX of COUNT contiguous parts of the image list (0-based); the
+        /// parts' files concatenate, in index order, to those of the whole list.
+        #[arg(long, value_name = "INDEX/COUNT")]
+        shard: Option<String>,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -137,6 +141,10 @@ enum Command {
         /// Stop at the first unreadable image instead of skipping it with a warning.
         #[arg(long)]
         strict: bool,
+        /// Process only part INDEX of COUNT contiguous parts of the image list (0-based, e.g.
+        /// 2/8), keeping what `sparsescope merge` needs to combine the parts into one run.
+        #[arg(long, value_name = "INDEX/COUNT")]
+        shard: Option<String>,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -289,6 +297,15 @@ enum Command {
         /// The OUT folder of `sparsescope run`.
         out: PathBuf,
     },
+    /// Combine the runs of `run --shard i/n` into the run over the whole image list: counts and
+    /// histograms exactly, RDMs rebuilt from every shard's pooled features and flat rows.
+    Merge {
+        /// The shard folders (any order; each index once).
+        shards: Vec<PathBuf>,
+        /// Where the merged run goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the top-5 ImageNet classes of a classifier for each image.
     Predict {
         /// A .safetensors checkpoint with a classifier head.
@@ -315,20 +332,39 @@ fn open_gpu(args: &GpuArgs) -> Result<Gpu> {
 
 /// Open the images (or .npy) at `input` in batches of `batch`, or of the largest smaller batch
 /// whose forward pass fits the adapter's limits (said on stderr); returns the batch used.
+/// With `shard` (index, count), only that part of the list is opened; the `Shard` returned
+/// records it with the whole list's length.
 fn open_fitted(
     gpu: &Gpu,
     net: &dyn model::Network,
     input: &std::path::Path,
     batch: usize,
-) -> Result<(BatchSource, usize)> {
-    let source = BatchSource::open(input, &net.preprocess(), batch, threads())?;
+    shard: Option<(usize, usize)>,
+) -> Result<(BatchSource, usize, Option<Shard>)> {
+    let total = std::cell::Cell::new(0);
+    let open = |batch| {
+        BatchSource::open_part(input, &net.preprocess(), batch, threads(), |n| {
+            total.set(n);
+            match shard {
+                Some((i, count)) => Shard::range(i, count, n),
+                None => 0..n,
+            }
+        })
+    };
+    let source = open(batch)?;
     let [_, h, w] = source.image_shape();
     let fitted = model::fit_batch(gpu, net, batch, (h, w), &mut |m| eprintln!("warning: {m}"))?;
-    if fitted == batch {
-        return Ok((source, batch));
-    }
-    let source = BatchSource::open(input, &net.preprocess(), fitted, threads())?;
-    Ok((source, fitted))
+    let source = if fitted == batch {
+        source
+    } else {
+        open(fitted)?
+    };
+    let part = shard.map(|(index, count)| Shard {
+        index,
+        count,
+        total: total.get(),
+    });
+    Ok((source, fitted, part))
 }
 
 fn model_options(args: &ModelArgs) -> ModelOptions {
@@ -394,11 +430,13 @@ fn run(cli: Cli) -> Result<()> {
             out,
             batch,
             strict,
+            shard,
             model_args,
         } => {
+            let shard = shard.as_deref().map(Shard::parse).transpose()?;
             let gpu = open_gpu(&cli.gpu)?;
             let net = model::load(&gpu, path, &model_options(model_args))?;
-            let (source, batch) = open_fitted(&gpu, net.as_ref(), input, *batch)?;
+            let (source, batch, part) = open_fitted(&gpu, net.as_ref(), input, *batch, shard)?;
             let bar = progress_bar(source.len(), cli.quiet || cli.json);
             let options = ExtractOptions {
                 taps: taps.clone(),
@@ -411,6 +449,16 @@ fn run(cli: Cli) -> Result<()> {
             bar.finish_and_clear();
             for (path, why) in &report.skipped {
                 eprintln!("warning: skipped {}: {why}", path.display());
+            }
+            if let Some(p) = part {
+                // Which rows of the whole list these files hold.
+                let range = Shard::range(p.index, p.count, p.total);
+                let text = serde_json::to_string_pretty(&serde_json::json!({
+                    "shard": p, "first_image": range.start, "images": report.images,
+                }))?;
+                std::fs::write(out.join("shard.json"), text).with_context(|| {
+                    format!("{}: cannot write", out.join("shard.json").display())
+                })?;
             }
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -437,8 +485,10 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             batch,
             strict,
+            shard,
             model_args,
         } => {
+            let shard = shard.as_deref().map(Shard::parse).transpose()?;
             let gpu = open_gpu(&cli.gpu)?;
             let mut stats = StatsConfig {
                 predicate: active.parse()?,
@@ -459,6 +509,7 @@ fn run(cli: Cli) -> Result<()> {
                 sketch_dim: *sketch_dim,
                 seed: *seed,
                 strict: *strict,
+                shard: None,
             };
             let bundled = [
                 concat!(
@@ -484,9 +535,10 @@ fn run(cli: Cli) -> Result<()> {
             let mut reports = Vec::new();
             for (model_path, out_dir) in jobs {
                 let net = model::load(&gpu, &model_path, &model_options(model_args))?;
-                let (source, fitted) = open_fitted(&gpu, net.as_ref(), input, *batch)?;
+                let (source, fitted, part) = open_fitted(&gpu, net.as_ref(), input, *batch, shard)?;
                 let options = RunOptions {
                     batch: fitted,
+                    shard: part,
                     ..options.clone()
                 };
                 let bar = progress_bar(source.len(), cli.quiet || cli.json);
@@ -719,6 +771,21 @@ fn run(cli: Cli) -> Result<()> {
                     println!("  (not included: {m})");
                 }
                 println!("report: {}", r.index.display());
+            }
+        }
+        Command::Merge { shards, out } => {
+            let gpu = open_gpu(&cli.gpu)?;
+            let r = sparsescope::merge::merge(&gpu, shards, out, &mut |_| {})?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if !cli.quiet {
+                println!(
+                    "merged {} shards: {} images, {} taps -> {}",
+                    r.shards,
+                    r.images,
+                    r.taps,
+                    r.summary.display()
+                );
             }
         }
         Command::Predict {

@@ -30,6 +30,44 @@ pub struct RunOptions {
     pub sketch_dim: usize,
     pub seed: u64,
     pub strict: bool,
+    /// This process is shard `index` of `count` over a list of `total` images.
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` contiguous parts of the image list (`--shard index/count`, 0-based); the
+/// parts cover the list in order, so merged shards equal one run (`sparsescope merge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+    /// Images in the whole list (skipped ones included).
+    pub total: usize,
+}
+
+impl Shard {
+    /// `"i/n"` with 0 <= i < n.
+    pub fn parse(s: &str) -> Result<(usize, usize)> {
+        let bad = || {
+            Error::Usage(format!(
+                "--shard '{s}': expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4 \
+                 ($SLURM_ARRAY_TASK_ID/4)"
+            ))
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (i, n): (usize, usize) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || i >= n {
+            return Err(bad());
+        }
+        Ok((i, n))
+    }
+
+    /// The images of shard `index` of `count` in a list of `total`.
+    pub fn range(index: usize, count: usize, total: usize) -> std::ops::Range<usize> {
+        total * index / count..total * (index + 1) / count
+    }
 }
 
 /// What the terminal table shows per tap.
@@ -70,7 +108,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
     std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
@@ -78,7 +116,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
         .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("txt.tmp");
     std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
     std::fs::rename(&tmp, path)
@@ -117,9 +155,11 @@ pub fn run(
     }
 
     let dims: Vec<usize> = taps.iter().map(|t| t.positions * t.channels).collect();
+    // A shard decides exact or sketched flat RDMs as the run over the whole list would, so
+    // that the merged flat RDMs are that run's.
     let modes = plan_flat_modes(
         options.rdm_budget,
-        total,
+        options.shard.map_or(total, |s| s.total),
         batch,
         &dims,
         options.sketch_dim,
@@ -210,6 +250,9 @@ pub fn run(
         let dir = out.join("taps").join(&t.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
+        if options.shard.is_some() {
+            write_shard_state(gpu, &dir, &pass, k)?;
+        }
         let flat = pass.grams[k].finish(gpu)?;
         let pooled_gram = Gram::from_features(&pooled[k], images, t.channels)?;
         let files = write_tap_arrays(
@@ -234,19 +277,14 @@ pub fn run(
             hoyer_mean: totals.hoyer_mean,
             decorrelation,
         });
-        tap_summaries.push(serde_json::json!({
-            "tap": t,
-            "stats": totals,
-            "decorrelation": decorrelation,
-            "rdm_flat": match modes[k] {
-                FlatMode::Exact => serde_json::json!({"mode": "exact"}),
-                FlatMode::Sketch { dim, seed } => serde_json::json!({
-                    "mode": "sketch", "sketch_dim": dim, "seed": seed,
-                    "expected_error": pass.grams[k].expected_error(),
-                }),
-            },
-            "files": files,
-        }));
+        tap_summaries.push(tap_entry(
+            t,
+            &totals,
+            decorrelation,
+            modes[k],
+            pass.grams[k].expected_error(),
+            files,
+        ));
     }
 
     let summary = serde_json::json!({
@@ -276,6 +314,18 @@ pub fn run(
         },
         "taps": tap_summaries,
     });
+    if let Some(shard) = options.shard {
+        let range = Shard::range(shard.index, shard.count, shard.total);
+        write_json(
+            &out.join("shard.json"),
+            &serde_json::json!({
+                "shard": shard,
+                "first_image": range.start,
+                "listed_images": range.len(),
+                "images": images,
+            }),
+        )?;
+    }
     let summary_path = out.join("summary.json");
     write_json(&summary_path, &summary)?;
     Ok(RunReport {
@@ -286,9 +336,54 @@ pub fn run(
     })
 }
 
+/// A tap's entry of `summary.json` (the `taps[]` fields the README documents).
+pub(crate) fn tap_entry(
+    t: &TapInfo,
+    totals: &TapTotals,
+    decorrelation: Option<f64>,
+    mode: FlatMode,
+    expected_error: f64,
+    files: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "tap": t,
+        "stats": totals,
+        "decorrelation": decorrelation,
+        "rdm_flat": match mode {
+            FlatMode::Exact => serde_json::json!({"mode": "exact"}),
+            FlatMode::Sketch { dim, seed } => serde_json::json!({
+                "mode": "sketch", "sketch_dim": dim, "seed": seed,
+                "expected_error": expected_error,
+            }),
+        },
+        "files": files,
+    })
+}
+
+/// What `merge` needs of tap `k` of a shard, beside its normal outputs: the raw counts
+/// (`shard_raw.json`), and the flat RDM's store rows and row statistics (`flat_rows.npy`
+/// [n, width], `flat_stats.npy` [n, 4]: the features themselves when exact, their sketches
+/// otherwise).
+fn write_shard_state(gpu: &Gpu, dir: &Path, pass: &StatsPass, k: usize) -> Result<()> {
+    let raw = pass.stats[k].raw(gpu)?;
+    write_json(
+        &dir.join("shard_raw.json"),
+        &serde_json::to_value(&raw).expect("counts serialise"),
+    )?;
+    let (rows, stats) = pass.grams[k].export_rows(gpu)?;
+    let n = stats.len() / 4;
+    write_npy(
+        dir.join("flat_rows.npy"),
+        &[n, pass.grams[k].width()],
+        &rows,
+    )?;
+    write_npy(dir.join("flat_stats.npy"), &[n, 4], &stats)?;
+    Ok(())
+}
+
 /// Write one tap's arrays (DESIGN.md "Outputs"); returns file name -> path relative to OUT.
 #[allow(clippy::too_many_arguments)]
-fn write_tap_arrays(
+pub(crate) fn write_tap_arrays(
     dir: &Path,
     tap: &TapInfo,
     totals: &TapTotals,

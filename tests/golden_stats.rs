@@ -102,6 +102,7 @@ fn check(fixture: &str, options: ModelOptions) {
         sketch_dim: 1024,
         seed: 0,
         strict: true,
+        shard: None,
     };
     run(
         &gpu,

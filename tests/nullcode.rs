@@ -108,6 +108,7 @@ fn make_run(fixture: &str, tag: &str) -> (PathBuf, PathBuf, Vec<usize>, Vec<f32>
         sketch_dim: 256,
         seed: 0,
         strict: true,
+        shard: None,
     };
     run(
         &gpu,

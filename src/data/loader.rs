@@ -237,6 +237,8 @@ pub struct NpyBatches {
     path: PathBuf,
     batch_size: usize,
     next_batch: usize,
+    /// The rows served: all of the file, or a shard's range of them.
+    rows: std::ops::Range<usize>,
 }
 
 impl NpyBatches {
@@ -258,17 +260,25 @@ impl NpyBatches {
         if shape[0] == 0 || shape[2] == 0 || shape[3] == 0 {
             return Err(Error::file(&path, format!("no images: shape {shape:?}")));
         }
+        let rows = 0..reader.rows();
         Ok(NpyBatches {
             reader,
             path,
             batch_size,
             next_batch: 0,
+            rows,
         })
+    }
+
+    /// Serve only rows `range` of the file (a shard); indices stay relative to the range.
+    pub fn restrict(mut self, range: std::ops::Range<usize>) -> Self {
+        self.rows = range.start.min(self.rows.end)..range.end.min(self.rows.end);
+        self
     }
 
     /// Number of images.
     pub fn len(&self) -> usize {
-        self.reader.rows()
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -300,7 +310,7 @@ impl Iterator for NpyBatches {
         let end = (start + self.batch_size).min(self.len());
         let number = self.next_batch;
         self.next_batch += 1;
-        let data = match self.reader.read_rows(start, end - start) {
+        let data = match self.reader.read_rows(self.rows.start + start, end - start) {
             Ok(d) => d,
             Err(e) => return Some(Err(e)),
         };
@@ -311,7 +321,7 @@ impl Iterator for NpyBatches {
                 &self.path,
                 format!(
                     "image {} contains a non-finite value ({})",
-                    start + pos / row,
+                    self.rows.start + start + pos / row,
                     data[pos]
                 ),
             )));
@@ -341,15 +351,33 @@ impl BatchSource {
         batch_size: usize,
         threads: usize,
     ) -> Result<Self> {
+        Self::open_part(path, preprocess, batch_size, threads, |n| 0..n)
+    }
+
+    /// `open`, serving only the images `part(total)` of the whole list (a shard of a run): for a
+    /// folder, those entries of its sorted list (class names stay those of the whole folder);
+    /// for a `.npy`, those rows. Batch indices count from the part's first image.
+    pub fn open_part(
+        path: impl AsRef<Path>,
+        preprocess: &Preprocess,
+        batch_size: usize,
+        threads: usize,
+        part: impl Fn(usize) -> std::ops::Range<usize>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let is_npy = path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
         if is_npy {
-            Ok(BatchSource::Npy(NpyBatches::open(path, batch_size)?))
+            let npy = NpyBatches::open(path, batch_size)?;
+            let range = part(npy.len());
+            Ok(BatchSource::Npy(npy.restrict(range)))
         } else {
-            let set = ImageSet::from_folder(path)?;
+            let mut set = ImageSet::from_folder(path)?;
+            let range = part(set.entries.len());
+            let end = range.end.min(set.entries.len());
+            set.entries = set.entries[range.start.min(end)..end].to_vec();
             Ok(BatchSource::Images(BatchLoader::new(
                 set,
                 preprocess.clone(),

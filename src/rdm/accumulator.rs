@@ -550,6 +550,79 @@ impl GramAccumulator {
                 self.sketch_scratch.clone().expect("sketch mode")
             }
         };
+        steps.extend(self.store_and_gram_steps(gpu, &rows_src)?);
+        Ok(steps)
+    }
+
+    /// The row store's width: D (exact) or k (sketch).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Steps that take rows already made (the `export_rows` of shards) instead of features:
+    /// `rows` holds [batch, width] store rows, whose statistics `begin_given_batch` wrote.
+    /// Fed the rows of every shard in order, the accumulator rebuilds the Gram a single run
+    /// would have built: the same rows meet the same kernels.
+    pub fn given_steps(&self, gpu: &Gpu, rows: &Tensor) -> Result<Vec<Step>> {
+        if rows.len() < self.batch * self.width {
+            return Err(Error::shape(
+                "rdm accumulator",
+                format!(
+                    "rows {:?} hold fewer than batch {} x width {}",
+                    rows.shape, self.batch, self.width
+                ),
+            ));
+        }
+        self.store_and_gram_steps(gpu, rows)
+    }
+
+    /// `begin_batch` for `given_steps`: also writes the batch's row statistics ([n_valid, 4]).
+    pub fn begin_given_batch(&mut self, gpu: &Gpu, n_valid: usize, stats: &[f32]) -> Result<()> {
+        if stats.len() != 4 * n_valid {
+            return Err(Error::shape(
+                "rdm accumulator",
+                format!("{} row statistics for {n_valid} rows", stats.len() / 4),
+            ));
+        }
+        let first = self.count;
+        self.begin_batch(gpu, n_valid)?;
+        gpu.queue.write_buffer(
+            &self.stats.buffer,
+            (first * 16) as u64,
+            bytemuck::cast_slice(stats),
+        );
+        Ok(())
+    }
+
+    /// The store rows of the images seen so far ([n, width]: features, or sketches) and their
+    /// row statistics ([n, 4]), read back: what a shard keeps for the merged flat RDM.
+    pub fn export_rows(&self, gpu: &Gpu) -> Result<(Vec<f32>, Vec<f32>)> {
+        let n = self.count;
+        if n == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let bytes = gpu.read_bytes(&self.stats.buffer, 0, (n * 16) as u64)?;
+        let stats: Vec<f32> = bytemuck::cast_slice(&bytes).to_vec();
+        let (first, end) = (self.row_offset, self.row_offset + n);
+        let mut rows = Vec::with_capacity(n * self.width);
+        for chunk in &self.store {
+            let lo = first.max(chunk.row0);
+            let hi = end.min(chunk.row0 + chunk.rows);
+            if lo >= hi {
+                continue;
+            }
+            let offset = ((lo - chunk.row0) * self.width * 4) as u64;
+            let len = ((hi - lo) * self.width * 4) as u64;
+            let bytes = gpu.read_bytes(&chunk.tensor.buffer, offset, len)?;
+            rows.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&bytes));
+        }
+        Ok((rows, stats))
+    }
+
+    /// Store the batch's rows and add their inner products with every stored row to the Gram.
+    fn store_and_gram_steps(&self, gpu: &Gpu, rows_src: &Tensor) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        let rows_src = rows_src.clone();
         let wgs_w = self.width.div_ceil(256) as u32;
         for chunk in &self.store {
             let p = StoreParams {

@@ -21,4 +21,4 @@ pub mod totals;
 
 pub use spec::{LinearHistSpec, PosHistSpec, Predicate, StatsConfig};
 pub use tap::TapStats;
-pub use totals::{Histogram, Moments, TapTotals};
+pub use totals::{Histogram, Moments, RawCounts, TapTotals};

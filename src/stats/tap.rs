@@ -505,6 +505,20 @@ impl TapStats {
 
     /// Read the totals back (once, after the last batch has been submitted) and finalise them.
     pub fn finish(&self, gpu: &Gpu) -> Result<TapTotals> {
+        let cfg = &self.config;
+        Ok(TapTotals::finalise(
+            self.raw(gpu)?,
+            self.positions,
+            self.channels,
+            cfg.predicate,
+            &cfg.hist,
+            &cfg.hist_pos,
+        ))
+    }
+
+    /// The counts and sums behind `finish`, before finalisation: what shards keep so that
+    /// `RawCounts::merge` gives the totals of all their images.
+    pub fn raw(&self, gpu: &Gpu) -> Result<RawCounts> {
         let state: Vec<u32> = gpu.read(&self.state)?;
         let chan: Vec<u32> = gpu.read(&self.channel_state)?;
         let (c, l, cfg) = (self.channels, &self.layout, &self.config);
@@ -578,13 +592,6 @@ impl TapStats {
             },
             hoyer_excluded: hexcl,
         };
-        Ok(TapTotals::finalise(
-            raw,
-            self.positions,
-            c,
-            cfg.predicate,
-            &cfg.hist,
-            &cfg.hist_pos,
-        ))
+        Ok(raw)
     }
 }

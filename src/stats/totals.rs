@@ -31,7 +31,7 @@ impl Histogram {
 /// The raw sums behind a mean and standard deviation, kept so that totals of shards merge
 /// exactly (Chan et al.'s pairwise update): `count` values x with `sum_dev` = sum(x - shift)
 /// and `sum_dev2` = sum((x - shift)^2), accumulated in (at least) double-f32 on the GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, serde::Deserialize)]
 pub struct Moments {
     pub count: u64,
     pub shift: f64,
@@ -180,7 +180,7 @@ pub struct TapTotals {
 }
 
 /// Everything the GPU (or the reference) counted, before finalisation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RawCounts {
     pub images: u64,
     pub firing_count: Vec<u64>,
@@ -203,6 +203,42 @@ pub struct RawCounts {
     pub moments: Moments,
     pub hoyer_moments: Moments,
     pub hoyer_excluded: u64,
+}
+
+impl RawCounts {
+    /// The counts of two disjoint sets of images of one tap: counts and histograms add (exactly),
+    /// min and max combine, moments merge (Chan et al.).
+    pub fn merge(&self, other: &RawCounts) -> RawCounts {
+        let add = |a: &[u64], b: &[u64]| -> Vec<u64> {
+            if a.is_empty() {
+                return b.to_vec();
+            }
+            a.iter().zip(b).map(|(x, y)| x + y).collect()
+        };
+        RawCounts {
+            images: self.images + other.images,
+            firing_count: add(&self.firing_count, &other.firing_count),
+            active_images: add(&self.active_images, &other.active_images),
+            class_images: add(&self.class_images, &other.class_images),
+            active_images_by_class: add(
+                &self.active_images_by_class,
+                &other.active_images_by_class,
+            ),
+            zero_entries: self.zero_entries + other.zero_entries,
+            nan_count: self.nan_count + other.nan_count,
+            posinf_count: self.posinf_count + other.posinf_count,
+            neginf_count: self.neginf_count + other.neginf_count,
+            hist: add(&self.hist, &other.hist),
+            hist_pos: add(&self.hist_pos, &other.hist_pos),
+            loghist_pos: add(&self.loghist_pos, &other.loghist_pos),
+            loghist_neg: add(&self.loghist_neg, &other.loghist_neg),
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+            moments: self.moments.merge(&other.moments),
+            hoyer_moments: self.hoyer_moments.merge(&other.hoyer_moments),
+            hoyer_excluded: self.hoyer_excluded + other.hoyer_excluded,
+        }
+    }
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
