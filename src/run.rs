@@ -12,7 +12,7 @@ use crate::data::BatchSource;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Network, TapInfo, select::select_taps};
-use crate::npy::write_npy;
+use crate::npy::{Staged, commit_all, stage_npy};
 use crate::pass::StatsPass;
 use crate::rdm::{FlatMode, Gram, Measure, plan_flat_modes};
 use crate::stats::{StatsConfig, TapTotals};
@@ -70,19 +70,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
+fn stage_json(path: &Path, value: &serde_json::Value) -> Result<Staged> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
-    std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
-}
-
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("txt.tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
+    Staged::write(path, text.as_bytes())
 }
 
 /// Run `model` over `source`, writing everything under `out`.
@@ -201,7 +191,9 @@ pub fn run(
         }
         lines.push('\n');
     }
-    write_text(&out.join("images.txt"), &lines)?;
+    // Every output is staged under a temporary name and renamed only once all are complete: a
+    // failure part-way (a full disk) leaves an earlier run in OUT whole and consistent.
+    let mut staged = vec![Staged::write(out.join("images.txt"), lines.as_bytes())?];
 
     let mut rows = Vec::with_capacity(taps.len());
     let mut tap_summaries = Vec::with_capacity(taps.len());
@@ -213,6 +205,7 @@ pub fn run(
         let flat = pass.grams[k].finish(gpu)?;
         let pooled_gram = Gram::from_features(&pooled[k], images, t.channels)?;
         let files = write_tap_arrays(
+            &mut staged,
             &dir,
             t,
             &totals,
@@ -277,7 +270,8 @@ pub fn run(
         "taps": tap_summaries,
     });
     let summary_path = out.join("summary.json");
-    write_json(&summary_path, &summary)?;
+    staged.push(stage_json(&summary_path, &summary)?);
+    commit_all(staged)?;
     Ok(RunReport {
         images,
         skipped,
@@ -289,6 +283,7 @@ pub fn run(
 /// Write one tap's arrays (DESIGN.md "Outputs"); returns file name -> path relative to OUT.
 #[allow(clippy::too_many_arguments)]
 fn write_tap_arrays(
+    staged: &mut Vec<Staged>,
     dir: &Path,
     tap: &TapInfo,
     totals: &TapTotals,
@@ -307,48 +302,52 @@ fn write_tap_arrays(
         );
         dir.join(format!("{name}.npy"))
     };
-    write_npy(note("firing_count"), &[c], &totals.firing_count)?;
-    write_npy(note("firing_rate"), &[c], &totals.firing_rate)?;
-    write_npy(note("firing_rate_img"), &[c], &totals.firing_rate_img)?;
+    staged.push(stage_npy(note("firing_count"), &[c], &totals.firing_count)?);
+    staged.push(stage_npy(note("firing_rate"), &[c], &totals.firing_rate)?);
+    staged.push(stage_npy(
+        note("firing_rate_img"),
+        &[c],
+        &totals.firing_rate_img,
+    )?);
     if totals.classes > 0 {
-        write_npy(
+        staged.push(stage_npy(
             note("firing_rate_img_by_class"),
             &[totals.classes, c],
             &totals.firing_rate_img_by_class,
-        )?;
+        )?);
     }
-    write_npy(
+    staged.push(stage_npy(
         note("hist"),
         &[totals.hist.counts.len()],
         &totals.hist.counts,
-    )?;
-    write_npy(
+    )?);
+    staged.push(stage_npy(
         note("hist_pos"),
         &[totals.hist_pos.counts.len()],
         &totals.hist_pos.counts,
-    )?;
-    write_npy(
+    )?);
+    staged.push(stage_npy(
         note("loghist_pos"),
         &[totals.loghist_pos.counts.len()],
         &totals.loghist_pos.counts,
-    )?;
-    write_npy(
+    )?);
+    staged.push(stage_npy(
         note("loghist_neg"),
         &[totals.loghist_neg.counts.len()],
         &totals.loghist_neg.counts,
-    )?;
-    write_npy(note("pooled"), &[images, c], pooled)?;
+    )?);
+    staged.push(stage_npy(note("pooled"), &[images, c], pooled)?);
     for &m in measures {
-        write_npy(
+        staged.push(stage_npy(
             note(&format!("rdm_pooled_{}", m.name())),
             &[images, images],
             pooled_gram.rdm(m).as_slice(),
-        )?;
-        write_npy(
+        )?);
+        staged.push(stage_npy(
             note(&format!("rdm_flat_{}", m.name())),
             &[images, images],
             flat_gram.rdm(m).as_slice(),
-        )?;
+        )?);
     }
     Ok(files)
 }
