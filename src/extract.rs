@@ -227,13 +227,17 @@ pub fn extract(
             "no image could be read; nothing was extracted".into(),
         ));
     }
+    // All files staged before any is renamed: a write failing on the last one (a full disk)
+    // leaves every earlier file in OUT as it was.
+    let mut staged = Vec::with_capacity(writers.len() + 1);
     for w in writers {
-        w.finish_rows(done)?;
+        staged.push(w.stage_rows(done)?);
     }
     let has_logits = logits_writer.is_some();
     if let Some(w) = logits_writer {
-        w.finish_rows(done)?;
+        staged.push(w.stage_rows(done)?);
     }
+    crate::npy::commit_all(staged)?;
     Ok(ExtractReport {
         images: done,
         skipped,

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod extract;
+pub mod fuzz;
 pub mod gpu;
 pub mod merge;
 pub mod model;

@@ -10,9 +10,10 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Plan};
 use crate::model::TapInfo;
 use crate::npy::read_npy;
+use crate::npy::{Staged, commit_all};
 use crate::outdir::RunDir;
 use crate::rdm::{FlatMode, Gram, GramAccumulator, Measure};
-use crate::run::{Shard, tap_entry, write_json, write_tap_arrays, write_text};
+use crate::run::{Shard, stage_json, tap_entry, write_tap_arrays};
 use crate::stats::{LinearHistSpec, PosHistSpec, Predicate, RawCounts, TapTotals};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -237,6 +238,8 @@ pub fn merge(
             .map_err(|e| Error::file(&dir, format!("cannot create the output folder: {e}")))?;
     }
 
+    // Everything is staged and renamed into place only once all is written (as `run` does).
+    let mut staged: Vec<Staged> = Vec::new();
     let mut entries = Vec::with_capacity(taps.len());
     for (k, t) in taps.iter().enumerate() {
         let mut raw = RawCounts::default();
@@ -268,7 +271,17 @@ pub fn merge(
         let dir = out.join("taps").join(&t.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
-        let files = write_tap_arrays(&dir, t, &totals, &pooled, n, &pooled_gram, &flat, &measures)?;
+        let files = write_tap_arrays(
+            &mut staged,
+            &dir,
+            t,
+            &totals,
+            &pooled,
+            n,
+            &pooled_gram,
+            &flat,
+            &measures,
+        )?;
         entries.push(tap_entry(
             t,
             &totals,
@@ -290,7 +303,7 @@ pub fn merge(
             skipped.extend(s.iter().cloned());
         }
     }
-    write_text(&out.join("images.txt"), &lines)?;
+    staged.push(Staged::write(out.join("images.txt"), lines.as_bytes())?);
     let mut summary = first.summary.clone();
     summary["flags"] = flags;
     summary["inputs"]["images"] = n.into();
@@ -303,7 +316,8 @@ pub fn merge(
     summary["resources"] = serde_json::json!({"seconds": started.elapsed().as_secs_f64()});
     summary["taps"] = entries.into();
     let path = out.join("summary.json");
-    write_json(&path, &summary)?;
+    staged.push(stage_json(&path, &summary)?);
+    commit_all(staged)?;
     Ok(MergeReport {
         shards: parts.len(),
         images: n,

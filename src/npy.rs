@@ -603,6 +603,11 @@ impl<T: NpyElement> NpyWriter<T> {
     /// header keeps its length because numpy's layout leaves room for the leading dimension to
     /// grow (`GROWTH_AXIS_MAX_DIGITS`).
     pub fn finish_rows(mut self, rows: usize) -> Result<()> {
+        self.rewrite_rows(rows)?;
+        self.finish()
+    }
+
+    fn rewrite_rows(&mut self, rows: usize) -> Result<()> {
         if rows != self.rows_written() || rows > self.shape.first().copied().unwrap_or(0) {
             return Err(Error::file(
                 &self.path,
@@ -628,11 +633,25 @@ impl<T: NpyElement> NpyWriter<T> {
                 .map_err(|e| Error::file(&self.path, format!("cannot rewrite the header: {e}")))?;
             self.write_bytes(&header)?;
         }
-        self.finish()
+        Ok(())
     }
 
     /// Check that all rows arrived, flush to disk and rename into place.
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
+        self.stage()?.commit()
+    }
+
+    /// Like `finish_rows`, without the rename: see `stage`.
+    pub fn stage_rows(mut self, rows: usize) -> Result<Staged> {
+        self.rewrite_rows(rows)?;
+        self.stage()
+    }
+
+    /// Check that all rows arrived and flush to disk, leaving the file under its temporary
+    /// name: a command that writes many files stages them all and renames them only once every
+    /// one is complete, so a failure (a full disk) part-way leaves all earlier outputs as they
+    /// were.
+    pub fn stage(mut self) -> Result<Staged> {
         if self.written != self.total {
             return Err(Error::file(
                 &self.path,
@@ -643,26 +662,115 @@ impl<T: NpyElement> NpyWriter<T> {
             ));
         }
         let out = self.out.take().expect("NpyWriter finished twice");
+        // From here on the Staged value owns (and on failure removes) the temporary file.
+        let staged = Staged {
+            temp: self.temp.clone(),
+            path: self.path.clone(),
+            committed: false,
+        };
         let file = out
             .into_inner()
-            .map_err(|e| Error::file(&self.path, format!("cannot write: {}", e.error())));
-        let result = file.and_then(|f| {
-            f.sync_all()
-                .map_err(|e| Error::file(&self.path, format!("cannot flush to disk: {e}")))
-        });
-        let result = result.and_then(|_| {
-            std::fs::rename(&self.temp, &self.path).map_err(|e| {
-                Error::file(
-                    &self.path,
-                    format!("cannot rename {} into place: {e}", self.temp.display()),
-                )
-            })
-        });
-        if result.is_err() {
+            .map_err(|e| Error::file(&self.path, format!("cannot write: {}", e.error())))?;
+        file.sync_all()
+            .map_err(|e| Error::file(&self.path, format!("cannot flush to disk: {e}")))?;
+        Ok(staged)
+    }
+}
+
+/// A complete file under a temporary name in its destination folder, renamed into place by
+/// `commit`; dropped uncommitted, the temporary file is removed and any earlier file of that
+/// name stays as it was.
+pub struct Staged {
+    temp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Write `bytes` completely to a temporary file beside `path`.
+    pub fn write(path: impl AsRef<Path>, bytes: &[u8]) -> Result<Staged> {
+        let path = path.as_ref().to_path_buf();
+        let temp = temp_path(&path)?;
+        let staged = Staged {
+            temp,
+            path,
+            committed: false,
+        };
+        let mut file = File::create(&staged.temp).map_err(|e| {
+            Error::file(
+                &staged.path,
+                format!(
+                    "cannot create temporary file {}: {e}",
+                    staged.temp.display()
+                ),
+            )
+        })?;
+        file.write_all(bytes)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::file(&staged.path, format!("cannot write: {e}")))?;
+        Ok(staged)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rename into place.
+    pub fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.temp, &self.path).map_err(|e| {
+            Error::file(
+                &self.path,
+                format!("cannot rename {} into place: {e}", self.temp.display()),
+            )
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
             let _ = std::fs::remove_file(&self.temp);
         }
-        result
     }
+}
+
+/// Commit staged files in order (only after all of them were staged successfully).
+pub fn commit_all(files: Vec<Staged>) -> Result<()> {
+    for f in files {
+        f.commit()?;
+    }
+    Ok(())
+}
+
+/// A whole array staged under a temporary name (see `NpyWriter::stage`).
+pub fn stage_npy<T: NpyElement>(
+    path: impl AsRef<Path>,
+    shape: &[usize],
+    data: &[T],
+) -> Result<Staged> {
+    let mut writer = NpyWriter::<T>::create(path, shape)?;
+    writer.append(data)?;
+    writer.stage()
+}
+
+/// `.<name>.<pid>.<n>.tmp` beside `path`.
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::file(path, "not a file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )))
 }
 
 impl<T: NpyElement> Drop for NpyWriter<T> {

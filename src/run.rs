@@ -12,7 +12,7 @@ use crate::data::BatchSource;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Network, TapInfo, select::select_taps};
-use crate::npy::write_npy;
+use crate::npy::{Staged, commit_all, stage_npy};
 use crate::pass::StatsPass;
 use crate::rdm::{FlatMode, Gram, Measure, plan_flat_modes};
 use crate::stats::{StatsConfig, TapTotals};
@@ -108,19 +108,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
-pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
+pub(crate) fn stage_json(path: &Path, value: &serde_json::Value) -> Result<Staged> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
-    std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
-}
-
-pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("txt.tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::file(path, format!("cannot rename into place: {e}")))
+    Staged::write(path, text.as_bytes())
 }
 
 /// Run `model` over `source`, writing everything under `out`.
@@ -241,7 +231,9 @@ pub fn run(
         }
         lines.push('\n');
     }
-    write_text(&out.join("images.txt"), &lines)?;
+    // Every output is staged under a temporary name and renamed only once all are complete: a
+    // failure part-way (a full disk) leaves an earlier run in OUT whole and consistent.
+    let mut staged = vec![Staged::write(out.join("images.txt"), lines.as_bytes())?];
 
     let mut rows = Vec::with_capacity(taps.len());
     let mut tap_summaries = Vec::with_capacity(taps.len());
@@ -251,11 +243,12 @@ pub fn run(
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
         if options.shard.is_some() {
-            write_shard_state(gpu, &dir, &pass, k)?;
+            stage_shard_state(&mut staged, gpu, &dir, &pass, k)?;
         }
         let flat = pass.grams[k].finish(gpu)?;
         let pooled_gram = Gram::from_features(&pooled[k], images, t.channels)?;
         let files = write_tap_arrays(
+            &mut staged,
             &dir,
             t,
             &totals,
@@ -316,7 +309,7 @@ pub fn run(
     });
     if let Some(shard) = options.shard {
         let range = Shard::range(shard.index, shard.count, shard.total);
-        write_json(
+        staged.push(stage_json(
             &out.join("shard.json"),
             &serde_json::json!({
                 "shard": shard,
@@ -324,10 +317,11 @@ pub fn run(
                 "listed_images": range.len(),
                 "images": images,
             }),
-        )?;
+        )?);
     }
     let summary_path = out.join("summary.json");
-    write_json(&summary_path, &summary)?;
+    staged.push(stage_json(&summary_path, &summary)?);
+    commit_all(staged)?;
     Ok(RunReport {
         images,
         skipped,
@@ -364,26 +358,30 @@ pub(crate) fn tap_entry(
 /// (`shard_raw.json`), and the flat RDM's store rows and row statistics (`flat_rows.npy`
 /// [n, width], `flat_stats.npy` [n, 4]: the features themselves when exact, their sketches
 /// otherwise).
-fn write_shard_state(gpu: &Gpu, dir: &Path, pass: &StatsPass, k: usize) -> Result<()> {
+fn stage_shard_state(
+    staged: &mut Vec<Staged>,
+    gpu: &Gpu,
+    dir: &Path,
+    pass: &StatsPass,
+    k: usize,
+) -> Result<()> {
     let raw = pass.stats[k].raw(gpu)?;
-    write_json(
+    staged.push(stage_json(
         &dir.join("shard_raw.json"),
         &serde_json::to_value(&raw).expect("counts serialise"),
-    )?;
+    )?);
     let (rows, stats) = pass.grams[k].export_rows(gpu)?;
     let n = stats.len() / 4;
-    write_npy(
-        dir.join("flat_rows.npy"),
-        &[n, pass.grams[k].width()],
-        &rows,
-    )?;
-    write_npy(dir.join("flat_stats.npy"), &[n, 4], &stats)?;
+    let width = pass.grams[k].width();
+    staged.push(stage_npy(dir.join("flat_rows.npy"), &[n, width], &rows)?);
+    staged.push(stage_npy(dir.join("flat_stats.npy"), &[n, 4], &stats)?);
     Ok(())
 }
 
 /// Write one tap's arrays (DESIGN.md "Outputs"); returns file name -> path relative to OUT.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_tap_arrays(
+    staged: &mut Vec<Staged>,
     dir: &Path,
     tap: &TapInfo,
     totals: &TapTotals,
@@ -402,48 +400,52 @@ pub(crate) fn write_tap_arrays(
         );
         dir.join(format!("{name}.npy"))
     };
-    write_npy(note("firing_count"), &[c], &totals.firing_count)?;
-    write_npy(note("firing_rate"), &[c], &totals.firing_rate)?;
-    write_npy(note("firing_rate_img"), &[c], &totals.firing_rate_img)?;
+    staged.push(stage_npy(note("firing_count"), &[c], &totals.firing_count)?);
+    staged.push(stage_npy(note("firing_rate"), &[c], &totals.firing_rate)?);
+    staged.push(stage_npy(
+        note("firing_rate_img"),
+        &[c],
+        &totals.firing_rate_img,
+    )?);
     if totals.classes > 0 {
-        write_npy(
+        staged.push(stage_npy(
             note("firing_rate_img_by_class"),
             &[totals.classes, c],
             &totals.firing_rate_img_by_class,
-        )?;
+        )?);
     }
-    write_npy(
+    staged.push(stage_npy(
         note("hist"),
         &[totals.hist.counts.len()],
         &totals.hist.counts,
-    )?;
-    write_npy(
+    )?);
+    staged.push(stage_npy(
         note("hist_pos"),
         &[totals.hist_pos.counts.len()],
         &totals.hist_pos.counts,
-    )?;
-    write_npy(
+    )?);
+    staged.push(stage_npy(
         note("loghist_pos"),
         &[totals.loghist_pos.counts.len()],
         &totals.loghist_pos.counts,
-    )?;
-    write_npy(
+    )?);
+    staged.push(stage_npy(
         note("loghist_neg"),
         &[totals.loghist_neg.counts.len()],
         &totals.loghist_neg.counts,
-    )?;
-    write_npy(note("pooled"), &[images, c], pooled)?;
+    )?);
+    staged.push(stage_npy(note("pooled"), &[images, c], pooled)?);
     for &m in measures {
-        write_npy(
+        staged.push(stage_npy(
             note(&format!("rdm_pooled_{}", m.name())),
             &[images, images],
             pooled_gram.rdm(m).as_slice(),
-        )?;
-        write_npy(
+        )?);
+        staged.push(stage_npy(
             note(&format!("rdm_flat_{}", m.name())),
             &[images, images],
             flat_gram.rdm(m).as_slice(),
-        )?;
+        )?);
     }
     Ok(files)
 }

@@ -435,14 +435,45 @@ impl Gpu {
         }
     }
 
-    /// Block until all submitted work is done.
+    /// Block until all submitted work is done. Waits in slices of a second and checks between
+    /// them whether the device was lost, so a lost device is reported instead of waited on;
+    /// work that runs longer than `SPARSESCOPE_GPU_TIMEOUT` seconds (default 1800) is reported
+    /// as a hang.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu {
-                context: format!("waiting for device '{}'", self.info.name),
-                message: e.to_string(),
-            })?;
+        let limit = std::env::var("SPARSESCOPE_GPU_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .unwrap_or(1800.0);
+        let started = std::time::Instant::now();
+        loop {
+            self.check_alive()?;
+            let slice = std::time::Duration::from_secs(1);
+            match self.device.poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(slice),
+            }) {
+                Ok(_) => break,
+                Err(wgpu::PollError::Timeout) => {
+                    if started.elapsed().as_secs_f64() >= limit {
+                        return Err(Error::Gpu {
+                            context: format!("waiting for device '{}'", self.info.name),
+                            message: format!(
+                                "no progress for {limit:.0} s: the GPU hangs or the work is too \
+                                 large (use a smaller --batch, or raise SPARSESCOPE_GPU_TIMEOUT)"
+                            ),
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.check_alive()?;
+                    return Err(Error::Gpu {
+                        context: format!("waiting for device '{}'", self.info.name),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
         self.check_alive()
     }
 }

@@ -1,0 +1,6 @@
+//! Arbitrary bytes through the npy loader: an error is fine, a panic or a hang is a finding.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    sparsescope::fuzz::npy(data);
+});
