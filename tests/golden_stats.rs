@@ -9,7 +9,6 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::SafeTensors;
 use sparsescope::data::{BatchSource, Interpolation, Preprocess};
 use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
@@ -28,40 +27,11 @@ struct Reference {
 fn load_reference(fixture: &str) -> Reference {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("tests/golden/stats/{fixture}.safetensors"));
-    let bytes = std::fs::read(&path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let (mut ints, mut floats) = (HashMap::new(), HashMap::new());
-    for (name, view) in st.tensors() {
-        let data = view.data();
-        match view.dtype() {
-            safetensors::Dtype::I64 => {
-                ints.insert(
-                    name,
-                    data.chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            safetensors::Dtype::F64 => {
-                floats.insert(
-                    name,
-                    data.chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            safetensors::Dtype::F32 => {
-                floats.insert(
-                    name,
-                    data.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                        .collect(),
-                );
-            }
-            other => panic!("{name}: unexpected dtype {other:?}"),
-        }
+    let r = common::golden::load_typed(&path);
+    Reference {
+        ints: r.ints,
+        floats: r.floats,
     }
-    Reference { ints, floats }
 }
 
 fn close(what: &str, got: f64, want: f64, atol: f64, rtol: f64) {

@@ -13,7 +13,6 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::SafeTensors;
 use sparsescope::analysis::nullcode::{NullcodeOptions, NullcodeReport, nullcode_command};
 use sparsescope::data::{BatchSource, Interpolation, Preprocess};
 use sparsescope::extract::TapReader;
@@ -40,46 +39,12 @@ struct Reference {
 fn load_reference(fixture: &str) -> Reference {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("tests/golden/nullcode/{fixture}.safetensors"));
-    let bytes = std::fs::read(&path).unwrap();
-    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let meta = meta.metadata().clone().unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let (mut floats, mut ints) = (HashMap::new(), HashMap::new());
-    for (name, view) in st.tensors() {
-        let d = view.data();
-        match view.dtype() {
-            safetensors::Dtype::F64 => {
-                floats.insert(
-                    name,
-                    d.chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            safetensors::Dtype::F32 => {
-                floats.insert(
-                    name,
-                    d.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                        .collect(),
-                );
-            }
-            safetensors::Dtype::I64 => {
-                ints.insert(
-                    name,
-                    d.chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            other => panic!("{name}: unexpected dtype {other:?}"),
-        }
-    }
+    let r = common::golden::load_typed(&path);
     Reference {
-        floats,
-        ints,
-        cos_min: meta["cos_min"].parse().unwrap(),
-        hoyer_min: meta["hoyer_min"].parse().unwrap(),
+        cos_min: r.metadata["cos_min"].parse().unwrap(),
+        hoyer_min: r.metadata["hoyer_min"].parse().unwrap(),
+        floats: r.floats,
+        ints: r.ints,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use serde_json::Value;
 
@@ -131,6 +132,39 @@ fn depth_range(data: &RunData) -> std::ops::Range<f64> {
 
 const DEPTH_DESC: &str = "depth (block index; the taps of one block side by side)";
 
+type DepthChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The mesh of a by-depth chart: integer depths on x, `y_desc` on y with labels up to `y_max`
+/// (`decimals` places; the band above `y_max` holds keys and notes).
+fn depth_mesh(
+    chart: &mut DepthChart,
+    y_desc: &str,
+    y_max: f64,
+    decimals: usize,
+    path: &Path,
+) -> Result<()> {
+    drawn(
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| {
+                if *y <= y_max + 1e-9 {
+                    format!("{y:.decimals$}")
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(DEPTH_DESC)
+            .y_desc(y_desc)
+            .axis_desc_style((SANS, 15))
+            .label_style((SANS, 12))
+            .draw(),
+        path,
+    )
+}
+
 /// % active (left axis, solid) and decorrelation (right axis, dashed) by depth, one colour per
 /// kind of tap.
 pub fn depth(data: &RunData, path: &Path) -> Result<String> {
@@ -153,18 +187,7 @@ pub fn depth(data: &RunData, path: &Path) -> Result<String> {
         path,
     )?
     .set_secondary_coord(xr, 0f64..decor_max);
-    drawn(
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .x_desc(DEPTH_DESC)
-            .y_desc("% of entries active (solid)")
-            .axis_desc_style((SANS, 15))
-            .label_style((SANS, 12))
-            .draw(),
-        path,
-    )?;
+    depth_mesh(&mut chart, "% of entries active (solid)", 100.0, 0, path)?;
     drawn(
         chart
             .configure_secondary_axes()
@@ -284,23 +307,11 @@ pub fn firing(data: &RunData, path: &Path) -> Result<String> {
             .build_cartesian_2d(depth_range(data), 0f64..1.1f64),
         path,
     )?;
-    drawn(
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| {
-                if *y <= 1.0 {
-                    format!("{y:.1}")
-                } else {
-                    String::new()
-                }
-            })
-            .x_desc(DEPTH_DESC)
-            .y_desc("firing rate (share of entries active)")
-            .axis_desc_style((SANS, 15))
-            .label_style((SANS, 12))
-            .draw(),
+    depth_mesh(
+        &mut chart,
+        "firing rate (share of entries active)",
+        1.0,
+        1,
         path,
     )?;
     let keyed: Vec<(usize, TapKind)> = data.taps.iter().map(|t| (t.depth, t.kind)).collect();
@@ -862,25 +873,7 @@ pub fn null_share(nullcode: &Value, path: &Path) -> Result<Option<String>> {
             .build_cartesian_2d(-0.6f64..max_depth as f64 + 0.6, 0f64..135f64),
         path,
     )?;
-    drawn(
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| {
-                if *y <= 100.0 {
-                    format!("{y:.0}")
-                } else {
-                    String::new()
-                }
-            })
-            .x_desc(DEPTH_DESC)
-            .y_desc("% of tokens null")
-            .axis_desc_style((SANS, 15))
-            .label_style((SANS, 12))
-            .draw(),
-        path,
-    )?;
+    depth_mesh(&mut chart, "% of tokens null", 100.0, 0, path)?;
     for (kind, label) in KINDS {
         let pts: Vec<(f64, f64)> = taps
             .iter()

@@ -351,3 +351,54 @@ pub fn compare_logits(golden: &Golden, got: &[f32], atol: f32, rtol: f32) -> f32
         rtol,
     )
 }
+
+/// A numpy reference file of mixed dtypes (tests/golden/stats/, tests/golden/nullcode/): i64
+/// arrays as i64, f64 and f32 arrays as f64, and the file's string metadata.
+pub struct TypedReference {
+    pub ints: HashMap<String, Vec<i64>>,
+    pub floats: HashMap<String, Vec<f64>>,
+    pub metadata: HashMap<String, String>,
+}
+
+pub fn load_typed(path: &Path) -> TypedReference {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (mut ints, mut floats) = (HashMap::new(), HashMap::new());
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        match view.dtype() {
+            Dtype::I64 => {
+                ints.insert(
+                    name,
+                    data.chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                );
+            }
+            Dtype::F64 => {
+                floats.insert(
+                    name,
+                    data.chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                );
+            }
+            Dtype::F32 => {
+                floats.insert(
+                    name,
+                    data.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                        .collect(),
+                );
+            }
+            other => panic!("{name}: unexpected dtype {other:?}"),
+        }
+    }
+    TypedReference {
+        ints,
+        floats,
+        metadata,
+    }
+}
