@@ -7,6 +7,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("interrupted after {done} of {total} images{}", match kept {
+        Some(p) => format!("; the work done is kept in {}: rerun the same command with --resume to finish", p.display()),
+        None => String::new(),
+    })]
+    Interrupted {
+        done: usize,
+        total: usize,
+        kept: Option<std::path::PathBuf>,
+    },
+
     #[error(
         "no GPU adapter found{hint}; on Linux without a GPU install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers"
     )]

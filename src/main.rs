@@ -143,8 +143,13 @@ enum Command {
         strict: bool,
         /// Process only part INDEX of COUNT contiguous parts of the image list (0-based, e.g.
         /// 2/8), keeping what `sparsescope merge` needs to combine the parts into one run.
-        #[arg(long, value_name = "INDEX/COUNT")]
+        #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "resume")]
         shard: Option<String>,
+        /// Finish a run that was interrupted (Ctrl-C): the images done are kept in
+        /// OUT/.resume; the rest are processed and everything is merged into OUT. Give the
+        /// same model, input and flags as the interrupted command.
+        #[arg(long)]
+        resume: bool,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -332,6 +337,81 @@ fn open_gpu(args: &GpuArgs) -> Result<Gpu> {
 
 /// Open the images (or .npy) at `input` in batches of `batch`, or of the largest smaller batch
 /// whose forward pass fits the adapter's limits (said on stderr); returns the batch used.
+/// `run --resume`: the parts an interrupted run kept in OUT/.resume, the rest of the list run as
+/// the next part, all merged into OUT (then OUT/.resume is removed). Interrupted again, the new
+/// part is kept too and `--resume` goes on from there.
+fn resume_run(
+    gpu: &Gpu,
+    net: &dyn model::Network,
+    model_path: &std::path::Path,
+    input: &std::path::Path,
+    out: &std::path::Path,
+    options: &RunOptions,
+) -> Result<sparsescope::merge::MergeReport> {
+    let dir = sparsescope::run::resume_dir(out);
+    let mut parts: Vec<(usize, PathBuf)> = std::fs::read_dir(&dir)
+        .with_context(|| {
+            format!(
+                "{}: nothing to resume (no interrupted run there)",
+                out.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let k = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("part-")?
+                .parse()
+                .ok()?;
+            p.join("summary.json").exists().then_some((k, p))
+        })
+        .collect();
+    parts.sort();
+    let Some((last, last_dir)) = parts.last().cloned() else {
+        anyhow::bail!("{}: nothing to resume (no finished part)", dir.display());
+    };
+    let meta_path = last_dir.join("shard.json");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&meta_path)
+            .with_context(|| format!("{}: cannot read", meta_path.display()))?,
+    )?;
+    let done = meta["first_image"].as_u64().unwrap_or(0) as usize
+        + meta["listed_images"].as_u64().unwrap_or(0) as usize;
+    let total = std::cell::Cell::new(0);
+    let source = BatchSource::open_part(input, &net.preprocess(), options.batch, threads(), |n| {
+        total.set(n);
+        done.min(n)..n
+    })?;
+    let mut folders: Vec<PathBuf> = parts.iter().map(|(_, p)| p.clone()).collect();
+    if done < total.get() {
+        let next = dir.join(format!("part-{}", last + 1));
+        let options = RunOptions {
+            shard: Some(Shard {
+                index: last + 1,
+                count: last + 2,
+                total: total.get(),
+            }),
+            part_start: Some(done),
+            ..options.clone()
+        };
+        sparsescope::run::run(
+            gpu,
+            net,
+            model_path,
+            input,
+            source,
+            &next,
+            &options,
+            &mut |_| {},
+        )?;
+        folders.push(next);
+    }
+    let r = sparsescope::merge::merge_in_order(gpu, &folders, out, &mut |_| {})?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+    Ok(r)
+}
+
 /// With `shard` (index, count), only that part of the list is opened; the `Shard` returned
 /// records it with the whole list's length.
 fn open_fitted(
@@ -486,9 +566,15 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             strict,
             shard,
+            resume,
             model_args,
         } => {
             let shard = shard.as_deref().map(Shard::parse).transpose()?;
+            // Ctrl-C stops after the batch in flight and keeps the work done (run.rs).
+            ctrlc::set_handler(|| {
+                sparsescope::run::INTERRUPT.store(true, std::sync::atomic::Ordering::SeqCst)
+            })
+            .context("cannot install the Ctrl-C handler")?;
             let gpu = open_gpu(&cli.gpu)?;
             let mut stats = StatsConfig {
                 predicate: active.parse()?,
@@ -510,6 +596,7 @@ fn run(cli: Cli) -> Result<()> {
                 seed: *seed,
                 strict: *strict,
                 shard: None,
+                part_start: None,
             };
             let bundled = [
                 concat!(
@@ -535,6 +622,18 @@ fn run(cli: Cli) -> Result<()> {
             let mut reports = Vec::new();
             for (model_path, out_dir) in jobs {
                 let net = model::load(&gpu, &model_path, &model_options(model_args))?;
+                if *resume {
+                    let r = resume_run(&gpu, net.as_ref(), &model_path, input, &out_dir, &options)?;
+                    if !cli.quiet {
+                        println!(
+                            "resumed and merged {} parts: {} images -> {}",
+                            r.shards,
+                            r.images,
+                            r.summary.display()
+                        );
+                    }
+                    continue;
+                }
                 let (source, fitted, part) = open_fitted(&gpu, net.as_ref(), input, *batch, shard)?;
                 let options = RunOptions {
                     batch: fitted,

@@ -52,15 +52,18 @@ fn common_flags(run: &RunDir) -> serde_json::Value {
     let mut f = run.summary["flags"].clone();
     if let Some(o) = f.as_object_mut() {
         o.remove("shard");
+        o.remove("part_start");
     }
     f
 }
 
-fn check_together(parts: &[Part]) -> Result<()> {
+/// The parts come from one run: same list, model, input and flags; with `numbered`, they are
+/// also the shards 0..COUNT-1 of it, each once.
+fn check_together(parts: &[Part], numbered: bool) -> Result<()> {
     let first = &parts[0];
     let count = first.shard.count;
     for p in parts {
-        let why = if p.shard.count != count || p.shard.total != first.shard.total {
+        let why = if numbered && (p.shard.count != count || p.shard.total != first.shard.total) {
             Some(format!(
                 "is shard {}/{} of {} images, the first is {}/{} of {}",
                 p.shard.index,
@@ -85,6 +88,9 @@ fn check_together(parts: &[Part]) -> Result<()> {
                 format!("{why}: not a shard of the same run"),
             ));
         }
+    }
+    if !numbered {
+        return Ok(());
     }
     for i in 0..count {
         let n = parts.iter().filter(|p| p.shard.index == i).count();
@@ -200,7 +206,37 @@ pub fn merge(
         .map(|p| open_part(p))
         .collect::<Result<Vec<_>>>()?;
     parts.sort_by_key(|p| p.shard.index);
-    check_together(&parts)?;
+    check_together(&parts, true)?;
+    merge_parts(gpu, &parts, out, progress, started)
+}
+
+/// Merge the parts of an interrupted and resumed run (OUT/.resume/part-*), in the order given,
+/// which is the order of the image list.
+pub fn merge_in_order(
+    gpu: &Gpu,
+    folders: &[PathBuf],
+    out: &Path,
+    progress: &mut dyn FnMut(usize),
+) -> Result<MergeReport> {
+    let started = std::time::Instant::now();
+    let parts = folders
+        .iter()
+        .map(|p| open_part(p))
+        .collect::<Result<Vec<_>>>()?;
+    if parts.is_empty() {
+        return Err(Error::Usage("nothing to merge".into()));
+    }
+    check_together(&parts, false)?;
+    merge_parts(gpu, &parts, out, progress, started)
+}
+
+fn merge_parts(
+    gpu: &Gpu,
+    parts: &[Part],
+    out: &Path,
+    progress: &mut dyn FnMut(usize),
+    started: std::time::Instant,
+) -> Result<MergeReport> {
     let first = &parts[0].run;
     let taps = first.taps()?;
     for p in &parts[1..] {
@@ -244,7 +280,7 @@ pub fn merge(
     for (k, t) in taps.iter().enumerate() {
         let mut raw = RawCounts::default();
         let mut pooled = Vec::with_capacity(n * t.channels);
-        for p in &parts {
+        for p in parts {
             let file = p.run.path.join("taps").join(&t.name).join("shard_raw.json");
             let bytes = std::fs::read(&file)
                 .map_err(|e| Error::file(&file, format!("cannot read: {e}")))?;
@@ -267,7 +303,7 @@ pub fn merge(
         let totals = TapTotals::finalise(raw, t.positions, t.channels, predicate, &hist, &hist_pos);
         let pooled_gram = Gram::from_features(&pooled, n, t.channels)?;
         let mode = flat_mode(first, &t.name)?;
-        let (flat, expected_error) = flat_gram(gpu, &parts, t, mode, n, batch)?;
+        let (flat, expected_error) = flat_gram(gpu, parts, t, mode, n, batch)?;
         let dir = out.join("taps").join(&t.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
@@ -295,7 +331,7 @@ pub fn merge(
 
     let mut lines = String::new();
     let mut skipped = Vec::new();
-    for p in &parts {
+    for p in parts {
         let f = p.run.path.join("images.txt");
         lines += &std::fs::read_to_string(&f)
             .map_err(|e| Error::file(&f, format!("cannot read: {e}")))?;

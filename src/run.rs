@@ -32,6 +32,28 @@ pub struct RunOptions {
     pub strict: bool,
     /// This process is shard `index` of `count` over a list of `total` images.
     pub shard: Option<Shard>,
+    /// For a part of an interrupted run (`--resume`): where this part starts in the whole list
+    /// (with `shard` giving the part's number and the list's length).
+    pub part_start: Option<usize>,
+}
+
+/// Set by the Ctrl-C handler: the run stops after the batch in flight, keeps what it computed
+/// under OUT/.resume/ and says how to finish it with `--resume`.
+pub static INTERRUPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether to stop before the next batch: Ctrl-C, or (for tests, which cannot time a signal
+/// reliably) `SPARSESCOPE_STOP_AFTER_BATCHES=k` after k batches.
+fn stop_requested(batches_done: usize) -> bool {
+    INTERRUPT.load(std::sync::atomic::Ordering::SeqCst)
+        || std::env::var("SPARSESCOPE_STOP_AFTER_BATCHES")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|k| batches_done >= k)
+}
+
+/// Where an interrupted run keeps its parts: OUT/.resume/part-0, part-1, ...
+pub fn resume_dir(out: &Path) -> PathBuf {
+    out.join(".resume")
 }
 
 /// One of `count` contiguous parts of the image list (`--shard index/count`, 0-based); the
@@ -181,8 +203,16 @@ pub fn run(
     });
     let mut kept: Vec<usize> = Vec::with_capacity(total);
     let mut skipped = Vec::new();
-    for b in &mut source {
+    let (mut listed_done, mut batches_done, mut interrupted) = (0usize, 0usize, false);
+    loop {
+        if listed_done < total && stop_requested(batches_done) {
+            interrupted = true;
+            break;
+        }
+        let Some(b) = source.next() else { break };
         let b = b?;
+        listed_done += b.indices.len() + b.skipped.len();
+        batches_done += 1;
         if let Some((path, why)) = b.skipped.first() {
             if options.strict {
                 return Err(Error::file(
@@ -210,6 +240,39 @@ pub fn run(
         progress(kept.len());
     }
     let images = kept.len();
+    let whole_list = options.shard.map_or(total, |s| s.total);
+    let first_image = options.part_start.unwrap_or(0);
+    if interrupted && images == 0 {
+        return Err(Error::Interrupted {
+            done: first_image,
+            total: whole_list,
+            kept: None,
+        });
+    }
+    // An interrupted run writes what it has as a part under OUT/.resume (a part of a resumed
+    // run already writes there), and none of OUT's own files change.
+    let (out, shard, part_start) = if interrupted && options.part_start.is_none() {
+        let dir = resume_dir(out);
+        let _ = std::fs::remove_dir_all(&dir);
+        (
+            dir.join("part-0"),
+            Some(Shard {
+                index: 0,
+                count: 1,
+                total: whole_list,
+            }),
+            Some(0),
+        )
+    } else {
+        (out.to_path_buf(), options.shard, options.part_start)
+    };
+    let out = out.as_path();
+    if interrupted {
+        for dir in [out.to_path_buf(), out.join("taps")] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
+        }
+    }
     if images == 0 {
         return Err(Error::Usage(
             "no image could be read; nothing was computed".into(),
@@ -242,7 +305,7 @@ pub fn run(
         let dir = out.join("taps").join(&t.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
-        if options.shard.is_some() {
+        if shard.is_some() {
             stage_shard_state(&mut staged, gpu, &dir, &pass, k)?;
         }
         let flat = pass.grams[k].finish(gpu)?;
@@ -307,21 +370,33 @@ pub fn run(
         },
         "taps": tap_summaries,
     });
-    if let Some(shard) = options.shard {
+    if let Some(shard) = shard {
         let range = Shard::range(shard.index, shard.count, shard.total);
         staged.push(stage_json(
             &out.join("shard.json"),
             &serde_json::json!({
                 "shard": shard,
-                "first_image": range.start,
-                "listed_images": range.len(),
+                "first_image": part_start.unwrap_or(range.start),
+                "listed_images": if part_start.is_some() { listed_done } else { range.len() },
                 "images": images,
+                "interrupted": interrupted,
             }),
         )?);
     }
     let summary_path = out.join("summary.json");
     staged.push(stage_json(&summary_path, &summary)?);
     commit_all(staged)?;
+    if interrupted {
+        return Err(Error::Interrupted {
+            done: first_image + listed_done,
+            total: whole_list,
+            kept: Some(out.to_path_buf()),
+        });
+    }
+    if options.part_start.is_none() {
+        // A complete run over OUT supersedes the parts of an earlier interrupted one.
+        let _ = std::fs::remove_dir_all(resume_dir(out));
+    }
     Ok(RunReport {
         images,
         skipped,

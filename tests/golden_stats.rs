@@ -73,6 +73,7 @@ fn check(fixture: &str, options: ModelOptions) {
         seed: 0,
         strict: true,
         shard: None,
+        part_start: None,
     };
     run(
         &gpu,

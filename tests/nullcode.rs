@@ -74,6 +74,7 @@ fn make_run(fixture: &str, tag: &str) -> (PathBuf, PathBuf, Vec<usize>, Vec<f32>
         seed: 0,
         strict: true,
         shard: None,
+        part_start: None,
     };
     run(
         &gpu,

@@ -236,3 +236,108 @@ fn extract_shards_concatenate_to_the_whole() {
     assert_eq!(rows, shape[0]);
     assert!(joined == all, "concatenated parts differ from the whole");
 }
+
+fn run_env(images: &Path, out: &Path, extra: &[&str], stop_after: Option<&str>) -> Output {
+    let model = root().join("models/efficientnet_lite0.safetensors");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparsescope"));
+    cmd.args([
+        "run",
+        "--quiet",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        images.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--taps",
+        TAPS,
+        "--batch",
+        "2",
+        "--rdm",
+        "correlation,cosine,euclidean",
+    ])
+    .args(extra);
+    if let Some(k) = stop_after {
+        cmd.env("SPARSESCOPE_STOP_AFTER_BATCHES", k);
+    }
+    cmd.output().unwrap()
+}
+
+/// Every file under `dir` (but .resume) with its bytes.
+fn files_of(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == ".resume") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// An interrupted run (stopped after a batch, as Ctrl-C stops it) keeps its work in OUT/.resume
+/// and leaves OUT's earlier outputs byte-identical; `--resume` (interrupted once more, then
+/// completed) gives the outputs of an uninterrupted run. The stop comes from the test hook
+/// SPARSESCOPE_STOP_AFTER_BATCHES, which sets the same flag as the Ctrl-C handler.
+#[test]
+fn interrupted_runs_resume_to_the_uninterrupted_result() {
+    let (dir, images) = setup("resume");
+    let single = dir.join("single");
+    run(&images, &single, &[]);
+    let out = dir.join("out");
+    // Earlier outputs in OUT: a run over two of the photos.
+    let two = dir.join("two");
+    std::fs::create_dir_all(&two).unwrap();
+    for p in ["chelsea.png", "coffee.png"] {
+        std::fs::copy(images.join(p), two.join(p)).unwrap();
+    }
+    run(&two, &out, &[]);
+    let before = files_of(&out);
+
+    let o = run_env(&images, &out, &[], Some("1"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted after 2 of 5 images") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(
+        files_of(&out) == before,
+        "the interrupted run changed OUT's earlier outputs"
+    );
+    assert!(out.join(".resume/part-0/summary.json").exists());
+
+    let o = run_env(&images, &out, &["--resume"], Some("1"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("interrupted after 4 of 5 images"), "{err}");
+    assert!(
+        files_of(&out) == before,
+        "OUT changed before the resume finished"
+    );
+
+    let o = run_env(&images, &out, &["--resume"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !out.join(".resume").exists(),
+        "the parts were not cleaned up"
+    );
+    let (files, worst) = compare(&single, &out);
+    eprintln!(
+        "resume: {files} files equal to the uninterrupted run, RDMs max difference {worst:.2e}"
+    );
+
+    let o = run_env(&images, &out, &["--resume"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("nothing to resume"),
+        "{err}"
+    );
+}
