@@ -6,6 +6,7 @@
 //! - the definitions in f64 over this tool's own activations (`extract`'s TapReader): per-token
 //!   values to 1e-6 (f32 sums over C <= 3072 channels), null shares exactly except for tokens
 //!   within 1e-6 of a threshold, and the emergence depth recomputed from its definition.
+//!
 //! Plus the degenerate cases and the errors.
 
 mod common;

@@ -148,7 +148,7 @@ pub fn token_grid(
     }
     // rows / cols = height / width, rows * cols = positions.
     let rows = ((positions as f64 * height as f64 / width as f64).sqrt()).round() as usize;
-    match (rows.saturating_sub(1)..=rows + 1).find(|&r| r > 0 && positions % r == 0) {
+    match (rows.saturating_sub(1)..=rows + 1).find(|&r| r > 0 && positions.is_multiple_of(r)) {
         Some(r) => (0, [r, positions / r]),
         None => (0, [1, positions]),
     }

@@ -125,13 +125,13 @@ pub fn tune(gpu: &Gpu, cache_dir: Option<&Path>) -> Result<Tuning> {
     let file = cache_dir.map(|d| d.join("tuning.json"));
     let key = adapter_key(gpu);
     let mut cache = file.as_deref().map(read_cache).unwrap_or_default();
-    if let (Some(f), Some(choices)) = (&file, cache.get(&key)) {
-        if usable(gpu, choices) {
-            return Ok(Tuning {
-                choices: *choices,
-                source: Source::Cached(f.clone()),
-            });
-        }
+    if let (Some(f), Some(choices)) = (&file, cache.get(&key))
+        && usable(gpu, choices)
+    {
+        return Ok(Tuning {
+            choices: *choices,
+            source: Source::Cached(f.clone()),
+        });
     }
     let mut timings = Vec::new();
     let matmul = fastest(MatmulVariant::ALL.iter().copied(), &mut timings, |v| {

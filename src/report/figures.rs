@@ -645,7 +645,7 @@ pub fn rsa_matrix(report: &Value, path: &Path) -> Result<Option<String>> {
     let col_step = label_step(n, 12);
     let row_label = |v: &f64| {
         let i = v.floor() as usize;
-        if (*v - i as f64 - 0.5).abs() < 1e-6 && i % step == 0 {
+        if (*v - i as f64 - 0.5).abs() < 1e-6 && i.is_multiple_of(step) {
             taps.get(i)
                 .map(|s| format!("{} {i}", short(s, 20)))
                 .unwrap_or_default()
@@ -655,7 +655,7 @@ pub fn rsa_matrix(report: &Value, path: &Path) -> Result<Option<String>> {
     };
     let col_label = |v: &f64| {
         let i = v.floor() as usize;
-        if (*v - i as f64 - 0.5).abs() < 1e-6 && i % col_step == 0 {
+        if (*v - i as f64 - 0.5).abs() < 1e-6 && i.is_multiple_of(col_step) {
             i.to_string()
         } else {
             String::new()
