@@ -48,25 +48,12 @@ fn setup(name: &str) -> (PathBuf, PathBuf) {
 }
 
 fn run(images: &Path, out: &Path, extra: &[&str]) {
-    let model = root().join("models/efficientnet_lite0.safetensors");
-    let mut args = vec![
-        "run",
-        "--quiet",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        images.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--taps",
-        TAPS,
-        "--batch",
-        "2",
-        "--rdm",
-        "correlation,cosine,euclidean",
-    ];
-    args.extend_from_slice(extra);
-    ok(&args);
+    let o = run_env(images, out, extra, None);
+    assert!(
+        o.status.success(),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Every .npy of the single run against the merged one.
