@@ -4,7 +4,9 @@
 //! A failure names the first tap that differs.
 
 mod common;
+mod support;
 
+use support::gpu;
 use sparsescope::extract::TapReader;
 use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
@@ -16,11 +18,6 @@ use sparsescope::model::{self, ModelOptions};
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
-fn gpu() -> Gpu {
-    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
-        panic!("golden tests need a wgpu adapter: {e} (apt-get install mesa-vulkan-drivers)")
-    })
-}
 
 fn check(fixture: &str, options: ModelOptions) {
     let gpu = gpu();

@@ -10,15 +10,17 @@
 //! Plus the degenerate cases and the errors.
 
 mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use support::gpu;
 use sparsescope::analysis::nullcode::{NullcodeOptions, NullcodeReport, nullcode_command};
 use sparsescope::data::{BatchSource, Interpolation, Preprocess};
 use sparsescope::extract::TapReader;
 use sparsescope::gpu::ops::probe::nullcode_probe;
-use sparsescope::gpu::{Gpu, GpuOptions, Plan};
+use sparsescope::gpu::{GpuOptions, Plan};
 use sparsescope::model::{self, ModelOptions, TapKind};
 use sparsescope::npy::{read_npy, write_npy};
 use sparsescope::outdir::RunDir;
@@ -26,9 +28,6 @@ use sparsescope::rdm::Measure;
 use sparsescope::run::{RunOptions, run};
 use sparsescope::stats::StatsConfig;
 
-fn gpu() -> Gpu {
-    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("needs an adapter: {e}"))
-}
 
 struct Reference {
     floats: HashMap<String, Vec<f64>>,

@@ -4,16 +4,18 @@
 //! end-to-end run -> rsa -> prune on the bundled EfficientNet-Lite0 whose flat curves (from the
 //! second GPU pass) are checked against activations extracted by `extract`.
 
+mod support;
 mod synthetic_run;
 
 use std::path::Path;
 
+use support::gpu;
 use sparsescope::analysis::prune::{
     PERCENTS, drop_order, dropped_count, level_groups, random_order,
 };
 use sparsescope::analysis::ridge::DEFAULT_ALPHAS;
 use sparsescope::gpu::ops::gather::gather_channels;
-use sparsescope::gpu::{Gpu, GpuOptions, Plan};
+use sparsescope::gpu::Plan;
 use sparsescope::npy::read_npy;
 use sparsescope::rdm::{Gram, Measure};
 use synthetic_run::*;
@@ -28,7 +30,7 @@ fn gram_concat_equals_the_gram_of_the_concatenation() {
     let mut rng = Rng::new(1);
     // A large common offset makes the shifts matter: a raw-sum combination would lose digits.
     let x: Vec<f32> = (0..n * d)
-        .map(|k| (100.0 + (k % d) as f64 * 0.01 + rng.uniform()) as f32)
+        .map(|k| (100.0 + (k % d) as f64 * 0.01 + rng.unit()) as f32)
         .collect();
     let groups: Vec<Vec<usize>> = vec![
         vec![3],
@@ -68,11 +70,6 @@ fn gram_concat_equals_the_gram_of_the_concatenation() {
     }
 }
 
-fn gpu() -> Gpu {
-    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
-        panic!("these tests need a wgpu adapter: {e} (without a GPU: apt-get install -y mesa-vulkan-drivers)")
-    })
-}
 
 #[test]
 fn gather_channels_matches_reference() {
@@ -83,7 +80,7 @@ fn gather_channels_matches_reference() {
         (1, 1, vec![0]),
         (300, 7, (0..7).rev().collect()),
     ] {
-        let src: Vec<f32> = (0..rows * c).map(|_| rng.uniform() as f32).collect();
+        let src: Vec<f32> = (0..rows * c).map(|_| rng.unit() as f32).collect();
         let k = idx.len();
         let t_src = gpu.upload("src", &[rows, c], &src).unwrap();
         let t_idx = gpu.upload("idx", &[k], &idx).unwrap();
@@ -261,16 +258,16 @@ fn pooled_curves_ridge_and_silent_channels_match_first_principles() {
         // exactly proportional in exact arithmetic (r = 1), whose entries then tie or not by
         // rounding, and rank correlations of such ties depend on the summation order.
         for v in &mut t.pooled {
-            *v += (0.05 + 0.1 * rng.uniform()) as f32;
+            *v += (0.05 + 0.1 * rng.unit()) as f32;
         }
         // Class firing: a channel is silent for a class with probability 0.3.
         t.by_class = Some(
             (0..3 * t.channels)
                 .map(|_| {
-                    if rng.uniform() < 0.3 {
+                    if rng.unit() < 0.3 {
                         0.0
                     } else {
-                        rng.uniform()
+                        rng.unit()
                     }
                 })
                 .collect(),

@@ -4,6 +4,7 @@
 //! errors a user meets (constant RDMs, two images, wrong or foreign targets, other images).
 //! CPU only: the synthetic runs need no adapter.
 
+mod support;
 mod synthetic_run;
 
 use std::path::Path;
@@ -159,7 +160,7 @@ fn target_rdm(seed: u64) -> Vec<f64> {
     let mut t = vec![0.0; N * N];
     for i in 0..N {
         for j in i + 1..N {
-            let v = rng.uniform();
+            let v = rng.unit();
             t[i * N + j] = v;
             t[j * N + i] = v;
         }

@@ -1,5 +1,7 @@
-//! What every kernel test needs: the adapter (a test without one fails, never skips), seeded
-//! random data, and a mismatch report naming index, expected and got.
+//! What every GPU test needs: the adapter (a test without one fails, never skips), seeded
+//! random data, and a mismatch report naming index, expected and got. Include with
+//! `mod support;`; each test crate uses a part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
 
 use sparsescope::gpu::{Gpu, GpuOptions};
 
@@ -32,6 +34,10 @@ impl Rng {
     }
     pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+    /// Uniform in [0, 1), with 53 random bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize

@@ -71,23 +71,7 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// xorshift64*: seeded test data.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub use crate::support::Rng;
 
 /// One tap of a synthetic run: pooled features [n, c] (f32) and per-channel firing rates.
 pub struct SynthTap {
@@ -106,13 +90,13 @@ impl SynthTap {
         let signal: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin()).collect();
         let pooled = (0..n * c)
             .map(|k| {
-                let v = signal[k / c] * ((k % c) as f64 * 0.3).cos() + rng.uniform() - 0.3;
+                let v = signal[k / c] * ((k % c) as f64 * 0.3).cos() + rng.unit() - 0.3;
                 v.max(0.0) as f32
             })
             .collect();
         let firing_rate = (0..c)
             .map(|_| {
-                let u = rng.uniform();
+                let u = rng.unit();
                 if u < 0.2 {
                     0.0
                 } else {
