@@ -5,6 +5,12 @@ use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
+/// Output rows per workgroup of matmul_subgroup (its `ROWS`). The grid must be exact: on
+/// lavapipe a workgroup past the end of the work still runs the whole kernel with its lanes
+/// masked off (gallivm executes both sides of a branch), so dispatching for 8-row blocks
+/// against 24-row workgroups once halved the kernel's speed.
+const SUBGROUP_ROWS: usize = 24;
+
 /// The nonlinearity applied last in a fused epilogue (codes match `shaders/epilogue.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Act {
@@ -324,7 +330,9 @@ pub fn matmul_batched(
             max_groups * 64
         }
         // grid() spreads the linear workgroup count over two dimensions.
-        MatmulVariant::Subgroup => max_groups * max_groups / (n / 4).div_ceil(8).max(1) * 8,
+        MatmulVariant::Subgroup => {
+            max_groups * max_groups / (n / 4).div_ceil(8).max(1) * SUBGROUP_ROWS
+        }
     };
     let mut windows = vec![
         RowWindow {
@@ -393,7 +401,7 @@ pub fn matmul_batched(
         let groups = match variant {
             MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, z as u32],
             MatmulVariant::Subgroup => {
-                let count = (n / 4).div_ceil(8) * mc.div_ceil(8);
+                let count = (n / 4).div_ceil(8) * mc.div_ceil(SUBGROUP_ROWS);
                 if count == 0 {
                     [0, 1, 1]
                 } else {
