@@ -1,5 +1,17 @@
 //! The one registry of WGSL kernel sources. Each kernel is `shaders/<name>.wgsl` with entry
 //! point `<name>`; a kernel may list preludes (shared WGSL functions) that are prepended.
+//!
+//! One directive is expanded before compilation, for kernels that must write out what a loop
+//! would do (on lavapipe a subgroupBroadcast lane must be a constant and private arrays are
+//! slow, so matmul_subgroup keeps one named accumulator per row):
+//!
+//! ```text
+//! //#repeat r 4
+//!     var acc{r} = vec4<f32>(0.0);
+//! //#end
+//! ```
+//!
+//! repeats the lines between the markers for r = 0..4, replacing `{r}` with the number.
 
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
 const STATS_TAP_COMMON: &str = include_str!("../../shaders/stats_tap_common.wgsl");
@@ -55,12 +67,66 @@ pub fn source(name: &str) -> Option<String> {
                 s.push_str(p);
                 s.push('\n');
             }
-            s.push_str(body);
+            s.push_str(&expand_repeats(body));
             s
         })
+}
+
+/// Expands the `//#repeat VAR COUNT` ... `//#end` blocks of a kernel (see the module docs).
+/// Blocks do not nest; a malformed directive is a bug in shaders/ and panics in the tests that
+/// compile every kernel.
+fn expand_repeats(source: &str) -> String {
+    let mut out = String::with_capacity(source.len() * 2);
+    let mut lines = source.lines();
+    while let Some(line) = lines.next() {
+        let Some(directive) = line.trim().strip_prefix("//#repeat ") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let mut words = directive.split_whitespace();
+        let (Some(var), Some(count)) = (words.next(), words.next()) else {
+            panic!("malformed directive '{line}': expected //#repeat VAR COUNT");
+        };
+        let count: usize = count
+            .parse()
+            .unwrap_or_else(|_| panic!("malformed directive '{line}': COUNT is not a number"));
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "//#end").collect();
+        let pattern = format!("{{{var}}}");
+        for i in 0..count {
+            for l in &body {
+                out.push_str(&l.replace(&pattern, &i.to_string()));
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// Every registered kernel name (tests compile them all).
 pub fn names() -> impl Iterator<Item = &'static str> {
     KERNELS.iter().map(|(n, _, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_repeats;
+
+    #[test]
+    fn repeat_blocks_expand_in_place() {
+        let src = "a\n//#repeat r 3\n  x{r} = y{r};\n//#end\nb\n";
+        assert_eq!(
+            expand_repeats(src),
+            "a\n  x0 = y0;\n  x1 = y1;\n  x2 = y2;\nb\n"
+        );
+    }
+
+    #[test]
+    fn matmul_subgroup_rows_match_the_dispatch() {
+        let src = super::source("matmul_subgroup").unwrap();
+        let rows = format!("const ROWS: u32 = {}u;", crate::gpu::ops::SUBGROUP_ROWS);
+        assert!(src.contains(&rows), "shaders/matmul_subgroup.wgsl must declare {rows}");
+        let accumulators = src.matches("var acc").count();
+        assert_eq!(accumulators, crate::gpu::ops::SUBGROUP_ROWS);
+    }
 }

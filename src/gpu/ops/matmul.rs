@@ -5,11 +5,11 @@ use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
-/// Output rows per workgroup of matmul_subgroup (its `ROWS`). The grid must be exact: on
-/// lavapipe a workgroup past the end of the work still runs the whole kernel with its lanes
-/// masked off (gallivm executes both sides of a branch), so dispatching for 8-row blocks
-/// against 24-row workgroups once halved the kernel's speed.
-const SUBGROUP_ROWS: usize = 24;
+/// Output rows per workgroup of matmul_subgroup (its `ROWS`; a unit test checks they agree).
+/// The grid must be exact: on lavapipe a workgroup past the end of the work still runs the
+/// whole kernel with its lanes masked off (gallivm executes both sides of a branch), so
+/// dispatching for 8-row blocks against 24-row workgroups once halved the kernel's speed.
+pub const SUBGROUP_ROWS: usize = 48;
 
 /// The nonlinearity applied last in a fused epilogue (codes match `shaders/epilogue.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
