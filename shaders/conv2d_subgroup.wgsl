@@ -10,15 +10,18 @@
 // Bindings: 0 params (Meta, as conv2d_tiled); 1 x [B, H, W, Cin]; 2 w [kh, kw, cin_g, Cout]
 //           read as vec4 (cout_g % 4 == 0); 3 bias [Cout]; 4 scale [Cout]; 5 res [M, Cout];
 //           6 out [M, Cout].
-// Grid: groups * ceil(cout_g / 32) * ceil(M / 8) workgroups in any grid shape (linear index
-// wid.x + wid.y * nwg.x; workgroups past the end return). A workgroup is exactly one subgroup
+// Grid: groups * ceil(cout_g / 32) * ceil(M / 24) workgroups in any grid shape (linear index
+// wid.x + wid.y * nwg.x; workgroups past the end return, but the grid is exact: on lavapipe a
+// surplus workgroup runs the whole kernel masked off). A workgroup is exactly one subgroup
 // of 8 lanes (ops::conv2d only routes here when the adapter's subgroup size is fixed at 8) and
-// owns 8 output pixels x 32 output channels: lane l holds the vec4 of channels 4l..4l+3 for
-// the 8 pixels. The K loop runs over the kernel taps (ky, kx), where each pixel's input
+// owns 24 output pixels x 32 output channels: lane l holds the vec4 of channels 4l..4l+3 for
+// the 24 pixels. The K loop runs over the kernel taps (ky, kx), where each pixel's input
 // address is computed once, then over its channels 8 at a time: lane l loads channel ci0 + l
-// of each of the 8 pixels and subgroupBroadcast hands every lane each of them, as in
-// matmul_subgroup (16 loads per lane per 256 multiply-adds). Channels past the last multiple
-// of 8 (all of them for a 3-channel stem) are read by every lane itself.
+// of each of the 24 pixels and subgroupBroadcast hands every lane each of them, as in
+// matmul_subgroup (32 vec4-component loads of w and 24 of x per 24 x 32 x 8 multiply-adds).
+// Channels past the last multiple of 8 (all of them for a 3-channel stem) are read by every
+// lane itself. Pixels per workgroup on lavapipe (Mesa 22.3, 2-core Xeon), 3x3 128->128 28x28
+// at batch 8 (benches/kernels.rs): 8 pixels 88 ms, 16 75, 24 64, 32 64.
 // Reference: PyTorch Conv2d (cross-correlation); the GEMM micro-kernel of matmul_subgroup.
 //
 // Every load index is in range: pixels past M are clamped to M - 1 (their stores are skipped),
@@ -40,6 +43,9 @@ struct Meta {
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+// Output pixels per workgroup; ops::conv::SUBGROUP_PIXELS must match (a unit test checks).
+const PIXELS: u32 = 24u;
 
 // The receptive field origin of output pixel `row` (clamped to the last one):
 // (b * H, oy * stride - pad_top, ox * stride - pad_left).
@@ -82,58 +88,35 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let g4 = params.n / params.groups / 4u;
     let n4 = params.n / 4u;
     let col_groups = (g4 + 7u) / 8u;
-    let per_group = col_groups * ((params.m + 7u) / 8u);
+    let per_group = col_groups * ((params.m + PIXELS - 1u) / PIXELS);
     let wg = wid.x + wid.y * nwg.x;
     // Uniform across the workgroup, so the subgroup stays whole for the broadcasts below.
     if (wg >= per_group * params.groups) { return; }
     let g = wg / per_group;
     let t = wg % per_group;
-    let row0 = (t / col_groups) * 8u;
+    let row0 = (t / col_groups) * PIXELS;
     let c4 = (t % col_groups) * 8u + lane;
     let c4_load = g * g4 + min(c4, g4 - 1u);
     let chan0 = g * cin_g;
-    let o0 = origin(row0);
-    let o1 = origin(row0 + 1u);
-    let o2 = origin(row0 + 2u);
-    let o3 = origin(row0 + 3u);
-    let o4 = origin(row0 + 4u);
-    let o5 = origin(row0 + 5u);
-    let o6 = origin(row0 + 6u);
-    let o7 = origin(row0 + 7u);
-
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
+    //#repeat r 24
+    let o{r} = origin(row0 + {r}u);
+    var acc{r} = vec4<f32>(0.0);
+    //#end
 
     let ci_full = cin_g & ~7u;
     for (var ky = 0u; ky < params.kernel_h; ky++) {
         let dy = i32(ky * params.dilation);
         for (var kx = 0u; kx < params.kernel_w; kx++) {
             let dx = i32(kx * params.dilation);
-            let p0 = tap_offset(o0, dy, dx, chan0);
-            let p1 = tap_offset(o1, dy, dx, chan0);
-            let p2 = tap_offset(o2, dy, dx, chan0);
-            let p3 = tap_offset(o3, dy, dx, chan0);
-            let p4 = tap_offset(o4, dy, dx, chan0);
-            let p5 = tap_offset(o5, dy, dx, chan0);
-            let p6 = tap_offset(o6, dy, dx, chan0);
-            let p7 = tap_offset(o7, dy, dx, chan0);
+            //#repeat r 24
+            let p{r} = tap_offset(o{r}, dy, dx, chan0);
+            //#end
             let krow = (ky * params.kernel_w + kx) * cin_g;
             for (var ci0 = 0u; ci0 < ci_full; ci0 += 8u) {
                 let c = ci0 + lane;
-                let v0 = load(p0, c);
-                let v1 = load(p1, c);
-                let v2 = load(p2, c);
-                let v3 = load(p3, c);
-                let v4 = load(p4, c);
-                let v5 = load(p5, c);
-                let v6 = load(p6, c);
-                let v7 = load(p7, c);
+                //#repeat r 24
+                let v{r} = load(p{r}, c);
+                //#end
                 let bi = (krow + ci0) * n4 + c4_load;
                 let b0 = w[bi];
                 let b1 = w[bi + n4];
@@ -143,39 +126,24 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                 let b5 = w[bi + 5u * n4];
                 let b6 = w[bi + 6u * n4];
                 let b7 = w[bi + 7u * n4];
-                acc0 += row_block(v0, b0, b1, b2, b3, b4, b5, b6, b7);
-                acc1 += row_block(v1, b0, b1, b2, b3, b4, b5, b6, b7);
-                acc2 += row_block(v2, b0, b1, b2, b3, b4, b5, b6, b7);
-                acc3 += row_block(v3, b0, b1, b2, b3, b4, b5, b6, b7);
-                acc4 += row_block(v4, b0, b1, b2, b3, b4, b5, b6, b7);
-                acc5 += row_block(v5, b0, b1, b2, b3, b4, b5, b6, b7);
-                acc6 += row_block(v6, b0, b1, b2, b3, b4, b5, b6, b7);
-                acc7 += row_block(v7, b0, b1, b2, b3, b4, b5, b6, b7);
+                //#repeat r 24
+                acc{r} += row_block(v{r}, b0, b1, b2, b3, b4, b5, b6, b7);
+                //#end
             }
             for (var ci = ci_full; ci < cin_g; ci++) {
                 let bv = w[(krow + ci) * n4 + c4_load];
-                acc0 += load(p0, ci) * bv;
-                acc1 += load(p1, ci) * bv;
-                acc2 += load(p2, ci) * bv;
-                acc3 += load(p3, ci) * bv;
-                acc4 += load(p4, ci) * bv;
-                acc5 += load(p5, ci) * bv;
-                acc6 += load(p6, ci) * bv;
-                acc7 += load(p7, ci) * bv;
+                //#repeat r 24
+                acc{r} += load(p{r}, ci) * bv;
+                //#end
             }
         }
     }
 
     if (c4 >= g4) { return; }
     let col = (g * g4 + c4) * 4u;
-    store_row(row0, col, acc0);
-    store_row(row0 + 1u, col, acc1);
-    store_row(row0 + 2u, col, acc2);
-    store_row(row0 + 3u, col, acc3);
-    store_row(row0 + 4u, col, acc4);
-    store_row(row0 + 5u, col, acc5);
-    store_row(row0 + 6u, col, acc6);
-    store_row(row0 + 7u, col, acc7);
+    //#repeat r 24
+    store_row(row0 + {r}u, col, acc{r});
+    //#end
 }
 
 fn store_row(row: u32, col: u32, acc: vec4<f32>) {

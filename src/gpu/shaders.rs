@@ -129,4 +129,13 @@ mod tests {
         let accumulators = src.matches("var acc").count();
         assert_eq!(accumulators, crate::gpu::ops::SUBGROUP_ROWS);
     }
+
+    #[test]
+    fn conv2d_subgroup_pixels_match_the_dispatch() {
+        let src = super::source("conv2d_subgroup").unwrap();
+        let pixels = crate::gpu::ops::conv::SUBGROUP_PIXELS;
+        let decl = format!("const PIXELS: u32 = {pixels}u;");
+        assert!(src.contains(&decl), "shaders/conv2d_subgroup.wgsl must declare {decl}");
+        assert_eq!(src.matches("var acc").count(), pixels);
+    }
 }

@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::{Epilogue, MatmulVariant, check_len, matmul};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
+/// Output pixels per workgroup of conv2d_subgroup (its `PIXELS`; a unit test checks they
+/// agree). The grid must be exact: see `ops::SUBGROUP_ROWS`.
+pub const SUBGROUP_PIXELS: usize = 24;
+
 /// The geometry of one 2-D convolution over an NHWC batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvSpec {
@@ -350,22 +354,23 @@ impl ConvVariant {
 }
 
 /// The variant `conv2d()` uses for `spec` on `gpu`: the depthwise kernel for depthwise
-/// convolutions with C % 4 == 0; else the subgroup implicit GEMM where the subgroup matmul won
-/// the adapter's timing (CPU adapters: loads dominate there, GPU-NOTES.md), 1x1 included; else
-/// the matmul for 1x1 stride-1 ones and the tiled kernel for the rest (real GPUs want
-/// workgroup-memory tiles; GL adapters lack subgroups).
+/// convolutions with C % 4 == 0; the matmul (whichever variant the adapter's timing chose) for
+/// 1x1 stride-1 ungrouped ones; else the subgroup implicit GEMM where the subgroup matmul won
+/// the adapter's timing (CPU adapters: loads dominate there, GPU-NOTES.md), and the tiled
+/// kernel for the rest (real GPUs want workgroup-memory tiles; GL adapters lack subgroups).
 pub fn preferred_conv_variant(gpu: &Gpu, spec: &ConvSpec) -> ConvVariant {
     let can = |v: ConvVariant| v.unsupported(gpu, spec).is_none();
-    // Where the subgroup matmul won the adapter's timing (CPU adapters), the subgroup conv
-    // kernel also beats the matmul route for 1x1 convolutions: 1.6-2x on lavapipe at
-    // ResNet-50 and EfficientNet-Lite0 shapes (benches/kernels.rs, "1x1").
+    // 1x1 convolutions on lavapipe, matmul_subgroup (48-row blocks) vs conv2d_subgroup (8-pixel
+    // blocks), benches/kernels.rs "1x1": 1.4-1.6x faster at ResNet-50 and EfficientNet-Lite0
+    // shapes (256->64 28x28 6.8 vs 10.9 ms, 64->256 56x56 54.5 vs 76.7, 24->144 56x56 25.9 vs
+    // 36.1, 1024->256 14x14 23.0 vs 37.1). Before the matmul's grid fix the conv kernel won.
     let subgroup_family = gpu.choices().matmul == MatmulVariant::Subgroup;
     if can(ConvVariant::Depthwise) {
         ConvVariant::Depthwise
-    } else if subgroup_family && can(ConvVariant::Subgroup) {
-        ConvVariant::Subgroup
     } else if can(ConvVariant::Matmul) {
         ConvVariant::Matmul
+    } else if subgroup_family && can(ConvVariant::Subgroup) {
+        ConvVariant::Subgroup
     } else {
         ConvVariant::Tiled
     }
@@ -516,7 +521,7 @@ pub fn conv2d_with(
         }
         _ => (
             "conv2d_subgroup",
-            grid(gpu, s.groups * (cout_g / 4).div_ceil(8) * m.div_ceil(8)),
+            grid(gpu, s.groups * (cout_g / 4).div_ceil(8) * m.div_ceil(SUBGROUP_PIXELS)),
         ),
     };
     Ok(Dispatch::new(gpu, kernel, &[], &meta, &tensors, groups)?.with_flops(flops))
