@@ -1,20 +1,22 @@
 // rdm_gram_tiled: the same inner products as rdm_gram_subgroup (see there for the definition,
-// the cursor and the shifts), for real GPUs and for any width: workgroup-memory tiles.
+// the parameters and the shifts), for real GPUs and for any width: workgroup-memory tiles.
 //
-//   out[r, b_row0 + j] = sum_k (a[r, k] - sa_r) * (b[j, k] - sb_j)
+//   out[a_first + r, b_row0 + j] = sum_k (a[a_first + r, k] - sa_r) * (b[j, k] - sb_j)
 //
-// Bindings: 0 params; 1 a [rows, width]; 2 b [b_rows, width]; 3 cursor [4] u32;
-//           4 stats [capacity] vec4<f32>; 5 out [splits, rows, stride].
+// Bindings: 0 params; 1 a [*, width]; 2 b [b_rows, width]; 3 stats [capacity] vec4<f32>;
+//           4 out [splits, split_stride / stride, stride].
 // Split K as in rdm_gram_subgroup (split_len floats, a multiple of 32, per split).
-// Grid: splits * ceil(rows / 16) * ceil(b_rows / 64) workgroups in any shape (linear index
-// wid.x + wid.y * nwg.x, split = index / tiles), 16 x 16 invocations. A workgroup owns 16 batch rows x 64 stored rows;
-// invocation (tx, ty) computes batch row ty against stored rows 4tx..4tx+3. K advances in tiles
-// of 32 staged (shifted, zero past the end) in workgroup memory.
+// Grid: splits * ceil(rows / 16) * ceil((j1 - j0) / 64) workgroups in any shape (linear index
+// wid.x + wid.y * nwg.x, split = index / tiles), 16 x 16 invocations. A workgroup owns 16 rows
+// x 64 stored rows; invocation (tx, ty) computes row ty against stored rows 4tx..4tx+3. K
+// advances in tiles of 32 staged (shifted, zero past the end) in workgroup memory. Every entry
+// is one dot product in a fixed order whichever tile computes it.
 // Accuracy: f32 runs of 512 products (16 tiles) added to a running f32 total, as in the
 // subgroup variant.
 
 struct Params {
-    width: u32, rows: u32, b_row0: u32, b_rows: u32,
+    width: u32, rows: u32, a_first: u32, a_image0: u32,
+    b_row0: u32, b_rows: u32, j0: u32, j1: u32,
     stride: u32, use_shift: u32, row_offset: u32, capacity: u32,
     split_len: u32, splits: u32, split_stride: u32, _pad: u32,
 }
@@ -22,9 +24,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> cursor: array<u32>;
-@group(0) @binding(4) var<storage, read> stats: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const TM: u32 = 16u;
 const TN: u32 = 64u;
@@ -46,10 +47,7 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
                   @builtin(local_invocation_index) li: u32,
                   @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let n0 = cursor[0];
-    let nb = min(cursor[1], params.rows);
-    let n_stored = params.row_offset + n0 + nb;
-    let col_groups = (params.b_rows + TN - 1u) / TN;
+    let col_groups = (params.j1 - params.j0 + TN - 1u) / TN;
     let row_groups = (params.rows + TM - 1u) / TM;
     let tiles = col_groups * row_groups;
     let id = wid.x + wid.y * nwg.x;
@@ -58,11 +56,12 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     let split = id / tiles;
     let group = id % tiles;
     let row0 = (group / col_groups) * TM;
-    let jb = (group % col_groups) * TN;
-    if (row0 >= nb || params.b_row0 + jb >= n_stored) { return; }
+    let jb = params.j0 + (group % col_groups) * TN;
 
-    if (li < TM) { a_shift[li] = shift_of(n0 + min(row0 + li, params.rows - 1u)); }
-    if (li < TN) { b_shift[li] = shift_of(params.b_row0 + min(jb + li, params.b_rows - 1u)); }
+    if (li < TM) { a_shift[li] = shift_of(params.a_image0 + min(row0 + li, params.rows - 1u)); }
+    if (li < TN) {
+        b_shift[li] = shift_of(params.b_row0 + min(jb + li, params.j1 - 1u) - params.row_offset);
+    }
     workgroupBarrier();
 
     let w = params.width;
@@ -76,7 +75,7 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         for (var e = li; e < TM * TK; e += 256u) {
             let rr = e / TK;
             let kk = e % TK;
-            let r = min(row0 + rr, params.rows - 1u);
+            let r = params.a_first + min(row0 + rr, params.rows - 1u);
             var v = 0.0;
             if (k0 + kk < k_stop) { v = a[r * w + k0 + kk] - a_shift[rr]; }
             a_tile[rr][kk] = v;
@@ -84,7 +83,7 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         for (var e = li; e < TN * TK; e += 256u) {
             let jj = e / TK;
             let kk = e % TK;
-            let j = min(jb + jj, params.b_rows - 1u);
+            let j = min(jb + jj, params.j1 - 1u);
             var v = 0.0;
             if (k0 + kk < k_stop) { v = b[j * w + k0 + kk] - b_shift[jj]; }
             b_tile[jj][kk] = v;
@@ -102,12 +101,12 @@ fn rdm_gram_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     total += run;
 
     let r = row0 + lid.y;
-    if (r >= nb) { return; }
+    if (r >= params.rows) { return; }
     for (var c = 0u; c < 4u; c++) {
         let j = jb + lid.x * 4u + c;
-        let g = params.b_row0 + j;
-        if (j < params.b_rows && g < n_stored) {
-            out[split * params.split_stride + r * params.stride + g] = total[c];
+        if (j < params.j1) {
+            out[split * params.split_stride + (params.a_first + r) * params.stride
+                + params.b_row0 + j] = total[c];
         }
     }
 }

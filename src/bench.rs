@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::gpu::{AdapterSummary, Gpu};
 use crate::model::Network;
 use crate::pass::StatsPass;
-use crate::rdm::{DEFAULT_SKETCH_DIM, FlatMode};
+use crate::rdm::{DEFAULT_SKETCH_DIM, FlatMode, Measure, stream_rdms};
 use crate::stats::StatsConfig;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,6 +38,11 @@ pub struct BenchReport {
     pub stats_images_per_s: f64,
     /// (forward + statistics time) / (forward time): the cost of the statistics.
     pub stats_cost_ratio: f64,
+    /// Images the statistics pass accumulated (warm-up and timed batches).
+    pub finalise_images: usize,
+    /// Seconds to finalise the flat correlation RDMs of every tap over `finalise_images` images
+    /// after the pass (their inner products, O(N^2): not part of the per-image rates above).
+    pub finalise_seconds: f64,
     /// Per kernel name, slowest first; empty without timestamp queries.
     pub kernels: Vec<KernelTime>,
 }
@@ -96,6 +101,13 @@ pub fn bench(
     }
     let with_stats = start.elapsed().as_secs_f64() / (iterations - 1).max(1) as f64;
 
+    let start = Instant::now();
+    for acc in &pass.grams {
+        stream_rdms(&mut acc.source(gpu)?, &[Measure::Correlation], &mut |_, _| Ok(()))?;
+    }
+    let finalise_seconds = start.elapsed().as_secs_f64();
+    let finalise_images = pass.grams.first().map_or(0, |g| g.count());
+
     let kernels = if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
         profile_kernels(gpu, &mut pass)?
     } else {
@@ -112,6 +124,8 @@ pub fn bench(
         forward_gflops: pass.forward.plan.flops() as f64 / forward / 1e9,
         stats_images_per_s: batch as f64 / with_stats,
         stats_cost_ratio: with_stats / forward,
+        finalise_images,
+        finalise_seconds,
         kernels,
     })
 }

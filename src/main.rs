@@ -690,6 +690,10 @@ fn run(cli: Cli) -> Result<()> {
                     "forward + statistics: {:8.3} images/s  (statistics cost {:.2}x the forward pass)",
                     r.stats_images_per_s, r.stats_cost_ratio
                 );
+                println!(
+                    "flat RDMs of {} images: {:.3} s after the pass (grows as N^2)",
+                    r.finalise_images, r.finalise_seconds
+                );
                 if r.kernels.is_empty() {
                     println!("(no per-kernel times: the adapter has no timestamp queries)");
                 } else {

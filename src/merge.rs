@@ -12,7 +12,7 @@ use crate::model::TapInfo;
 use crate::npy::read_npy;
 use crate::npy::{Staged, commit_all};
 use crate::outdir::RunDir;
-use crate::rdm::{FlatMode, Gram, GramAccumulator, Measure};
+use crate::rdm::{FeatureGram, FlatMode, GramAccumulator, Measure};
 use crate::run::{Shard, stage_json, tap_entry, write_tap_arrays};
 use crate::stats::{LinearHistSpec, PosHistSpec, Predicate, RawCounts, TapTotals};
 
@@ -150,15 +150,16 @@ fn flat_mode(run: &RunDir, tap: &str) -> Result<FlatMode> {
     })
 }
 
-/// The flat Gram of all shards' rows, in shard order, through the single run's kernels.
-fn flat_gram(
+/// The flat rows of all shards, in shard order, in the accumulator a single run uses (whose
+/// `source` then gives the merged flat Gram through the same kernels).
+fn flat_rows(
     gpu: &Gpu,
     parts: &[Part],
     t: &TapInfo,
     mode: FlatMode,
     n: usize,
     batch: usize,
-) -> Result<(Gram, f64)> {
+) -> Result<GramAccumulator> {
     let mut acc = GramAccumulator::new(gpu, mode, t.positions * t.channels, n.max(1), batch)?;
     let width = acc.width();
     let input = gpu.zeros("merged flat rows", &[batch, width])?;
@@ -187,7 +188,7 @@ fn flat_gram(
             plan.run(gpu)?;
         }
     }
-    Ok((acc.finish(gpu)?, acc.expected_error()))
+    Ok(acc)
 }
 
 /// Merge the shard run folders `shards` into `out`.
@@ -301,29 +302,29 @@ fn merge_parts(
             pooled.extend(x);
         }
         let totals = TapTotals::finalise(raw, t.positions, t.channels, predicate, &hist, &hist_pos);
-        let pooled_gram = Gram::from_features(&pooled, n, t.channels)?;
+        let mut pooled_gram = FeatureGram::new(&pooled, n, t.channels)?;
         let mode = flat_mode(first, &t.name)?;
-        let (flat, expected_error) = flat_gram(gpu, parts, t, mode, n, batch)?;
+        let acc = flat_rows(gpu, parts, t, mode, n, batch)?;
         let dir = out.join("taps").join(&t.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::file(&dir, format!("cannot create: {e}")))?;
-        let files = write_tap_arrays(
+        let (files, decorrelation) = write_tap_arrays(
             &mut staged,
             &dir,
             t,
             &totals,
             &pooled,
             n,
-            &pooled_gram,
-            &flat,
+            &mut pooled_gram,
+            &mut acc.source(gpu)?,
             &measures,
         )?;
         entries.push(tap_entry(
             t,
             &totals,
-            flat.decorrelation().ok(),
+            decorrelation,
             mode,
-            expected_error,
+            acc.expected_error(),
             files,
         ));
         progress(k + 1);

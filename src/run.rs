@@ -12,9 +12,9 @@ use crate::data::BatchSource;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{Network, TapInfo, select::select_taps};
-use crate::npy::{Staged, commit_all, stage_npy};
+use crate::npy::{NpyWriter, Staged, commit_all, stage_npy};
 use crate::pass::StatsPass;
-use crate::rdm::{FlatMode, Gram, Measure, plan_flat_modes};
+use crate::rdm::{FeatureGram, FlatMode, GramSource, Measure, plan_flat_modes, stream_rdms};
 use crate::stats::{StatsConfig, TapTotals};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -308,20 +308,19 @@ pub fn run(
         if shard.is_some() {
             stage_shard_state(&mut staged, gpu, &dir, &pass, k)?;
         }
-        let flat = pass.grams[k].finish(gpu)?;
-        let pooled_gram = Gram::from_features(&pooled[k], images, t.channels)?;
-        let files = write_tap_arrays(
+        let mut flat = pass.grams[k].source(gpu)?;
+        let mut pooled_gram = FeatureGram::new(&pooled[k], images, t.channels)?;
+        let (files, decorrelation) = write_tap_arrays(
             &mut staged,
             &dir,
             t,
             &totals,
             &pooled[k],
             images,
-            &pooled_gram,
-            &flat,
+            &mut pooled_gram,
+            &mut flat,
             &options.measures,
         )?;
-        let decorrelation = flat.decorrelation().ok();
         let mean_rate =
             totals.firing_rate.iter().sum::<f64>() / totals.firing_rate.len().max(1) as f64;
         rows.push(TapRow {
@@ -453,7 +452,9 @@ fn stage_shard_state(
     Ok(())
 }
 
-/// Write one tap's arrays (DESIGN.md "Outputs"); returns file name -> path relative to OUT.
+/// Write one tap's arrays (DESIGN.md "Outputs"), the RDMs streamed block by block from their
+/// Gram sources; returns file name -> path relative to OUT, and the decorrelation (the mean
+/// flat correlation distance; `None` for fewer than two images).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_tap_arrays(
     staged: &mut Vec<Staged>,
@@ -462,10 +463,10 @@ pub(crate) fn write_tap_arrays(
     totals: &TapTotals,
     pooled: &[f32],
     images: usize,
-    pooled_gram: &Gram,
-    flat_gram: &Gram,
+    pooled_gram: &mut dyn GramSource,
+    flat_gram: &mut dyn GramSource,
     measures: &[Measure],
-) -> Result<serde_json::Map<String, serde_json::Value>> {
+) -> Result<(serde_json::Map<String, serde_json::Value>, Option<f64>)> {
     let c = tap.channels;
     let mut files = serde_json::Map::new();
     let mut note = |name: &str| {
@@ -510,17 +511,21 @@ pub(crate) fn write_tap_arrays(
         &totals.loghist_neg.counts,
     )?);
     staged.push(stage_npy(note("pooled"), &[images, c], pooled)?);
-    for &m in measures {
-        staged.push(stage_npy(
-            note(&format!("rdm_pooled_{}", m.name())),
-            &[images, images],
-            pooled_gram.rdm(m).as_slice(),
-        )?);
-        staged.push(stage_npy(
-            note(&format!("rdm_flat_{}", m.name())),
-            &[images, images],
-            flat_gram.rdm(m).as_slice(),
-        )?);
-    }
-    Ok(files)
+    let mut stream = |kind: &str, source: &mut dyn GramSource| -> Result<Option<f64>> {
+        let mut writers = measures
+            .iter()
+            .map(|m| NpyWriter::<f64>::create(note(&format!("rdm_{kind}_{}", m.name())), &[images, images]))
+            .collect::<Result<Vec<_>>>()?;
+        let mean = stream_rdms(source, measures, &mut |m, rows| {
+            let k = measures.iter().position(|&x| x == m).expect("a measure asked for");
+            writers[k].append(rows)
+        })?;
+        for w in writers {
+            staged.push(w.stage()?);
+        }
+        Ok(mean)
+    };
+    stream("pooled", pooled_gram)?;
+    let decorrelation = stream("flat", flat_gram)?;
+    Ok((files, decorrelation))
 }

@@ -14,8 +14,8 @@ use std::path::Path;
 use sparsescope::gpu::Gpu;
 use sparsescope::npy::read_npy;
 use sparsescope::rdm::{
-    FlatMode, Gram, GramAccumulator, GramVariant, Measure, Rdm, plan_flat_modes, sketch_bucket,
-    sketch_sign,
+    FlatMode, Gram, GramAccumulator, GramSource, GramVariant, Measure, Rdm, plan_flat_modes,
+    sketch_bucket, sketch_sign, stream_rdms,
 };
 use support::{Rng, gpu};
 
@@ -210,7 +210,9 @@ fn wide_rows_are_split_and_exact() {
     }
 }
 
-/// Stores and Gram triangles split over many small buffers, with batches straddling them.
+/// Stores split over many small buffers, with batches and blocks straddling them: every entry
+/// is the same dot product whichever buffer and block it comes from, so the RDMs are identical
+/// bit for bit to those of one whole buffer.
 #[test]
 fn chunked_buffers_give_the_same_result() {
     let gpu = gpu();
@@ -218,20 +220,70 @@ fn chunked_buffers_give_the_same_result() {
     let x = features(n, d, 99);
     let want = Gram::from_features(&x, n, d).unwrap();
     for variant in variants(&gpu, d) {
-        // 256 bytes: two rows of the store per buffer, 64 entries of the triangle.
-        let mut acc =
-            GramAccumulator::with_options(&gpu, FlatMode::Exact, variant, d, n, batch, 256)
-                .unwrap();
-        let got = accumulate(&gpu, &mut acc, &x, n, d, batch);
-        assert_rdms_close(&format!("chunked exact {variant:?}"), &got, &want, 1e-5);
+        for mode in [FlatMode::Exact, FlatMode::Sketch { dim: 64, seed: 5 }] {
+            // 256 bytes: two rows of the store per buffer, one row per block.
+            let mut small =
+                GramAccumulator::with_options(&gpu, mode, variant, d, n, batch, 256).unwrap();
+            let mut whole = GramAccumulator::with_variant(&gpu, mode, variant, d, n, batch).unwrap();
+            let a = accumulate(&gpu, &mut small, &x, n, d, batch);
+            let b = accumulate(&gpu, &mut whole, &x, n, d, batch);
+            for m in Measure::ALL {
+                assert_eq!(a.rdm(m), b.rdm(m), "{mode:?} {variant:?} {m:?}");
+            }
+            if mode == FlatMode::Exact {
+                assert_rdms_close(&format!("chunked exact {variant:?}"), &a, &want, 1e-5);
+            }
+        }
+    }
+}
 
-        let mode = FlatMode::Sketch { dim: 64, seed: 5 };
-        let mut small =
-            GramAccumulator::with_options(&gpu, mode, variant, d, n, batch, 512).unwrap();
-        let mut whole = GramAccumulator::with_variant(&gpu, mode, variant, d, n, batch).unwrap();
-        let a = accumulate(&gpu, &mut small, &x, n, d, batch);
-        let b = accumulate(&gpu, &mut whole, &x, n, d, batch);
-        assert_rdms_close(&format!("chunked sketch {variant:?}"), &a, &b, 1e-6);
+/// `stream_rdms` over the GPU source in blocks of a few rows: every block of every measure
+/// arrives in order, the streamed RDM equals the gathered Gram's, is exactly symmetric with a
+/// zero diagonal, an exact duplicate image is at distance exactly 0, and the decorrelation is
+/// the mean of the correlation RDM over pairs.
+#[test]
+fn streamed_rdms_are_exact_symmetric_and_complete() {
+    let gpu = gpu();
+    let (n, d, batch) = (29, 40, 8);
+    let x = features(n, d, 17);
+    for variant in variants(&gpu, d) {
+        for mode in [FlatMode::Exact, FlatMode::Sketch { dim: 32, seed: 9 }] {
+            // 1 KiB buffers: blocks of 6 rows (29 x 4 bytes of products per row).
+            let mut acc =
+                GramAccumulator::with_options(&gpu, mode, variant, d, n, batch, 1024).unwrap();
+            let gram = accumulate(&gpu, &mut acc, &x, n, d, batch);
+            let mut source = acc.source(&gpu).unwrap();
+            assert!(source.block_rows() < n, "{}", source.block_rows());
+            let mut streamed: Vec<Vec<f64>> = vec![Vec::new(); Measure::ALL.len()];
+            let mut order = Vec::new();
+            let mean = stream_rdms(&mut source, &Measure::ALL, &mut |m, rows| {
+                order.push(m);
+                let k = Measure::ALL.iter().position(|&x| x == m).unwrap();
+                assert_eq!(rows.len() % n, 0);
+                streamed[k].extend_from_slice(rows);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+            assert_eq!(order.len(), 3 * n.div_ceil(source.block_rows()));
+            for (k, m) in Measure::ALL.into_iter().enumerate() {
+                let what = format!("{mode:?} {variant:?} {m:?}");
+                let full = gram.rdm(m);
+                assert_eq!(streamed[k], full.as_slice(), "{what}");
+                for i in 0..n {
+                    assert_eq!(full.get(i, i), 0.0, "{what}");
+                    for j in 0..i {
+                        assert_eq!(full.get(i, j).to_bits(), full.get(j, i).to_bits(), "{what}");
+                    }
+                }
+                if m != Measure::Euclidean || mode == FlatMode::Exact {
+                    // Rows 1 and 9 are the same image.
+                    assert_eq!(full.get(1, 9), 0.0, "{what}: duplicate images");
+                }
+            }
+            let want = gram.rdm(Measure::Correlation).mean_upper().unwrap();
+            assert_eq!(mean, want, "{mode:?} {variant:?} decorrelation");
+        }
     }
 }
 

@@ -201,7 +201,8 @@ pub fn grid(gpu: &Gpu, groups: usize) -> [u32; 3] {
 #[derive(Debug, Clone)]
 pub enum Step {
     Kernel(Dispatch),
-    /// Copy a tensor into another buffer at a byte offset (feature read-back staging).
+    /// Copy a tensor (a window of its buffer: `Tensor::window`) into another buffer at a byte
+    /// offset (feature read-back staging, blocks of a row store).
     Copy {
         src: Tensor,
         dst: wgpu::Buffer,
@@ -274,7 +275,7 @@ impl Plan {
                 } => {
                     encoder.copy_buffer_to_buffer(
                         &src.buffer,
-                        0,
+                        src.offset,
                         dst,
                         *dst_offset,
                         (src.len() * 4) as u64,

@@ -47,7 +47,6 @@ kernels! {
     "rdm_sketch",
     "rdm_gram_tiled",
     "rdm_gram_subgroup",
-    "rdm_scatter",
     "stats_tap" + STATS_TAP_COMMON,
     "stats_tap_scalar" + STATS_TAP_COMMON,
     "stats_fold",

@@ -6,23 +6,28 @@
 //!    Sketch mode: `rdm_sketch` projects x_i - a_i to k dimensions with a seeded sparse sign
 //!    matrix generated inside the kernel (`sketch.rs`), and `rdm_store` appends those
 //!    k-vectors instead.
-//! 3. `rdm_gram_*`: the inner products of the batch's new rows with every stored row (itself
-//!    included), in parts over ranges of the width (split K), into a scratch
-//!    [parts, batch, rows]; `rdm_scatter` adds the parts and files the sums into a packed
-//!    lower triangle of the Gram matrix that stays on the GPU.
 //!
-//! After the last batch, `finish` reads the triangle and the row statistics back once and
-//! returns a [`Gram`], from which every measure is finalised in f64 on the CPU.
+//! After the last batch, [`GramAccumulator::source`] hands out the inner products of the stored
+//! rows a block of rows at a time ([`FlatSource`], a `GramSource`): `rdm_gram_*` computes a
+//! block's rows against every stored row, in parts over ranges of the width (split K), and the
+//! parts are added in f64 on the CPU. A block holds a bounded number of rows, so the GPU and the
+//! CPU hold the store and O(N) sums, never an N x N matrix: RDMs of any N stream to disk.
+//! Each entry (i, j) is computed in the block of row i and again in the block of row j, by the
+//! same dot product in the same order, so both agree bit for bit and the RDMs are exactly
+//! symmetric (twice the arithmetic of a triangle, spent once per run after the pass).
 //!
 //! The batch's position (first image n0, valid rows nb) lives in a small `cursor` buffer that
 //! `begin_batch` writes before the plan is submitted, so the recorded steps are the same for
 //! every batch and can join a plan recorded once (a partial last batch only lowers nb).
-//! Buffers larger than the adapter's binding limit (128 MiB on many) are split by rows, one
-//! dispatch per buffer.
+//! Stores larger than the adapter's binding limit (128 MiB on many) are split by rows, one
+//! buffer and one dispatch per part.
+
+use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Plan, Step, Tensor, grid};
-use crate::rdm::Gram;
+use crate::rdm::gram::{Gram, GramSource, GramStats};
 use crate::rdm::sketch::expected_error;
 
 /// How the flat features of one tap reach the Gram matrix.
@@ -50,6 +55,26 @@ impl GramVariant {
         match self {
             GramVariant::Tiled => "rdm_gram_tiled",
             GramVariant::Subgroup => "rdm_gram_subgroup",
+        }
+    }
+
+    /// Rows x stored rows that one workgroup computes.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            GramVariant::Tiled => (16, 64),
+            GramVariant::Subgroup => (8, 32),
+        }
+    }
+
+    fn tile_rows(self) -> usize {
+        self.tile().0
+    }
+
+    /// Floats per element of the kernel's `width` (vec4 loads in the subgroup kernel).
+    fn unit(self) -> usize {
+        match self {
+            GramVariant::Tiled => 1,
+            GramVariant::Subgroup => 4,
         }
     }
 
@@ -87,18 +112,16 @@ impl GramVariant {
     }
 }
 
-/// Rows of a store (or of the packed triangle) that one buffer holds.
+/// Rows of the store that one buffer holds.
 #[derive(Debug, Clone)]
 struct Chunk {
     tensor: Tensor,
     row0: usize,
     rows: usize,
-    /// Packed index of (row0, 0) in the triangle; 0 for the row store.
-    base: usize,
 }
 
-/// The scatter kernel indexes i(i+1) in u32.
-const MAX_ROWS: usize = 65_535;
+/// Bytes of each of a block's two buffers (its store rows and its inner products), at most.
+const BLOCK_BYTES: u64 = 4 << 20;
 
 /// llvmpipe silently ends every loop of a shader invocation once the invocation has run 65,535
 /// loop iterations in all (see src/stats/tap.rs). Every kernel here keeps below this budget:
@@ -132,11 +155,11 @@ pub struct GramAccumulator {
     /// The store's row width: D (exact) or k (sketch).
     width: usize,
     count: usize,
+    /// The largest buffer to allocate: the adapter's binding limit, or lower in tests.
+    max_buffer: u64,
     cursor: Tensor,
     stats: Tensor,
     store: Vec<Chunk>,
-    gram: Vec<Chunk>,
-    gram_scratch: Tensor,
     sketch_scratch: Option<Tensor>,
 }
 
@@ -160,26 +183,18 @@ struct StoreParams {
     _pad: [u32; 3],
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ScatterParams {
-    stride: u32,
-    rows: u32,
-    g_row0: u32,
-    g_rows: u32,
-    base: u32,
-    row_offset: u32,
-    splits: u32,
-    _pad: u32,
-}
-
+/// The parameters of `rdm_gram_*` (see the kernels for their meaning).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GramParams {
     width: u32,
     rows: u32,
+    a_first: u32,
+    a_image0: u32,
     b_row0: u32,
     b_rows: u32,
+    j0: u32,
+    j1: u32,
     stride: u32,
     use_shift: u32,
     row_offset: u32,
@@ -224,30 +239,6 @@ fn row_chunks(rows: usize, width: usize, limit: u64) -> Option<Vec<(usize, usize
     )
 }
 
-/// Row ranges of the packed lower triangle (row i has i + 1 entries) that fit `limit` bytes.
-fn triangle_chunks(rows: usize, limit: u64) -> Vec<(usize, usize)> {
-    let max_entries = (limit / 4) as usize;
-    let mut out = Vec::new();
-    let mut r0 = 0;
-    while r0 < rows {
-        let mut r1 = r0;
-        let mut entries = 0;
-        // At least one row per buffer: a row of at most MAX_ROWS entries of 4 bytes is far
-        // below any adapter's limit.
-        while r1 < rows && (r1 == r0 || entries + r1 < max_entries) {
-            entries += r1 + 1;
-            r1 += 1;
-        }
-        out.push((r0, r1 - r0));
-        r0 = r1;
-    }
-    out
-}
-
-fn packed(i: usize) -> usize {
-    i * (i + 1) / 2
-}
-
 impl FlatMode {
     /// The store's row width and the rows before the first image.
     fn layout(self, dim: usize) -> (usize, usize) {
@@ -259,15 +250,13 @@ impl FlatMode {
 }
 
 impl GramAccumulator {
-    /// GPU bytes held for `capacity` images of `dim` flat features with batches of `batch`.
+    /// GPU bytes held through the pass for `capacity` images of `dim` flat features with
+    /// batches of `batch` (the buffers of one block, at most 2 x `BLOCK_BYTES`, exist only
+    /// while one tap's RDMs are finalised).
     pub fn bytes(mode: FlatMode, dim: usize, capacity: usize, batch: usize) -> u64 {
         let (width, off) = mode.layout(dim);
         let rows = (capacity + off) as u64;
-        // The scratch holds the split-K parts: as many as the tiled kernel needs at most.
-        let parts = splits(GramVariant::Tiled, width) as u64;
         let mut b = rows * width as u64 * 4 // store
-            + packed(rows as usize) as u64 * 4 // triangle
-            + parts * batch as u64 * rows * 4 // scratch
             + capacity as u64 * 16; // row statistics
         if let FlatMode::Sketch { dim: k, .. } = mode {
             b += batch as u64 * k as u64 * 4;
@@ -341,14 +330,8 @@ impl GramAccumulator {
             ));
         }
         let rows = capacity + row_offset;
-        if rows > MAX_ROWS {
-            return Err(Error::Usage(format!(
-                "flat RDMs of {capacity} images exceed the {MAX_ROWS} an RDM kernel indexes; \
-                 use pooled RDMs or split the images"
-            )));
-        }
-        // Single buffers (the batch, the scratch) are checked against the adapter's limit; the
-        // store and the triangle are split at `limit`.
+        // Single buffers (the batch, a block's inner products) are checked against the
+        // adapter's limit; the store is split at `limit`.
         let adapter_limit = binding_limit(gpu);
         let limit = max_buffer.min(adapter_limit);
         let too_big = |what: &str, needed: u64| Error::Limit {
@@ -363,9 +346,12 @@ impl GramAccumulator {
             return Err(too_big("one batch of flat features", input_len * 4));
         }
         let parts = splits(variant, width);
-        let scratch_bytes = (parts * batch * rows) as u64 * 4;
+        let scratch_bytes = (parts * rows) as u64 * 4;
         if scratch_bytes > adapter_limit {
-            return Err(too_big("the Gram rows of one batch", scratch_bytes));
+            return Err(too_big(
+                "the inner products of one image with every other",
+                scratch_bytes,
+            ));
         }
         // Loop iterations per invocation of the fixed-width kernels (see LOOP_BUDGET).
         if 2 * dim.div_ceil(256) + 16 > LOOP_BUDGET {
@@ -383,12 +369,12 @@ impl GramAccumulator {
                 dim.div_ceil(LOOP_BUDGET).next_multiple_of(4)
             )));
         }
-        // The store and scatter kernels put 256 columns per workgroup along x.
+        // The store kernel puts 256 columns per workgroup along x.
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension as usize;
-        if width.max(rows).div_ceil(256) > max_wg || batch > max_wg {
+        if width.div_ceil(256) > max_wg || batch > max_wg {
             return Err(too_big(
                 "the copy grid",
-                width.max(rows).div_ceil(256).max(batch) as u64,
+                width.div_ceil(256).max(batch) as u64,
             ));
         }
         let store_ranges = row_chunks(rows, width, limit)
@@ -402,23 +388,10 @@ impl GramAccumulator {
                 tensor,
                 row0,
                 rows: n,
-                base: 0,
-            });
-        }
-        let mut gram = Vec::new();
-        for (i, (row0, n)) in triangle_chunks(rows, limit).into_iter().enumerate() {
-            let len = packed(row0 + n) - packed(row0);
-            let tensor = gpu.zeros(&label(&format!("gram {i}")), &[len.max(1)])?;
-            gram.push(Chunk {
-                tensor,
-                row0,
-                rows: n,
-                base: packed(row0),
             });
         }
         let cursor = gpu.upload::<u32>(&label("cursor"), &[4], &[0, 0, 0, 0])?;
         let stats = gpu.zeros(&label("row stats"), &[capacity, 4])?;
-        let gram_scratch = gpu.zeros(&label("gram rows"), &[parts, batch, rows])?;
         let sketch_scratch = match mode {
             FlatMode::Exact => None,
             FlatMode::Sketch { dim: k, .. } => Some(gpu.zeros(&label("sketch rows"), &[batch, k])?),
@@ -432,11 +405,10 @@ impl GramAccumulator {
             row_offset,
             width,
             count: 0,
+            max_buffer: limit,
             cursor,
             stats,
             store,
-            gram,
-            gram_scratch,
             sketch_scratch,
         };
         if let FlatMode::Sketch { .. } = mode {
@@ -550,7 +522,7 @@ impl GramAccumulator {
                 self.sketch_scratch.clone().expect("sketch mode")
             }
         };
-        steps.extend(self.store_and_gram_steps(gpu, &rows_src)?);
+        steps.extend(self.store_steps(gpu, &rows_src)?);
         Ok(steps)
     }
 
@@ -573,7 +545,7 @@ impl GramAccumulator {
                 ),
             ));
         }
-        self.store_and_gram_steps(gpu, rows)
+        self.store_steps(gpu, rows)
     }
 
     /// `begin_batch` for `given_steps`: also writes the batch's row statistics ([n_valid, 4]).
@@ -619,100 +591,30 @@ impl GramAccumulator {
         Ok((rows, stats))
     }
 
-    /// Store the batch's rows and add their inner products with every stored row to the Gram.
-    fn store_and_gram_steps(&self, gpu: &Gpu, rows_src: &Tensor) -> Result<Vec<Step>> {
-        let mut steps = Vec::new();
-        let rows_src = rows_src.clone();
+    /// Append the batch's rows to the store.
+    fn store_steps(&self, gpu: &Gpu, rows_src: &Tensor) -> Result<Vec<Step>> {
         let wgs_w = self.width.div_ceil(256) as u32;
-        for chunk in &self.store {
-            let p = StoreParams {
-                width: self.width as u32,
-                rows: self.batch as u32,
-                row0: chunk.row0 as u32,
-                dst_rows: chunk.rows as u32,
-                row_offset: self.row_offset as u32,
-                _pad: [0; 3],
-            };
-            steps.push(Step::Kernel(Dispatch::new(
-                gpu,
-                "rdm_store",
-                &[],
-                &p,
-                &[&rows_src, &self.cursor, &chunk.tensor],
-                [wgs_w, self.batch as u32, 1],
-            )?));
-        }
-
-        let stride = self.capacity + self.row_offset;
-        let parts = splits(self.variant, self.width);
-        let unit = match self.variant {
-            GramVariant::Tiled => 1,
-            GramVariant::Subgroup => 4,
-        };
-        for chunk in &self.store {
-            let p = GramParams {
-                width: match self.variant {
-                    GramVariant::Tiled => self.width as u32,
-                    GramVariant::Subgroup => (self.width / 4) as u32,
-                },
-                rows: self.batch as u32,
-                b_row0: chunk.row0 as u32,
-                b_rows: chunk.rows as u32,
-                stride: stride as u32,
-                use_shift: matches!(self.mode, FlatMode::Exact) as u32,
-                row_offset: self.row_offset as u32,
-                capacity: self.capacity as u32,
-                split_len: (split_floats(self.variant) / unit) as u32,
-                splits: parts as u32,
-                split_stride: (self.batch * stride) as u32,
-                _pad: 0,
-            };
-            let (tm, tn) = match self.variant {
-                GramVariant::Tiled => (16, 64),
-                GramVariant::Subgroup => (8, 32),
-            };
-            let groups = parts * self.batch.div_ceil(tm) * chunk.rows.div_ceil(tn);
-            let d = Dispatch::new(
-                gpu,
-                self.variant.kernel(),
-                &[],
-                &p,
-                &[
-                    &rows_src,
-                    &chunk.tensor,
-                    &self.cursor,
-                    &self.stats,
-                    &self.gram_scratch,
-                ],
-                grid(gpu, groups),
-            )?;
-            steps.push(Step::Kernel(
-                d.with_flops(2 * (self.batch * chunk.rows * self.width) as u64),
-            ));
-        }
-
-        let wgs_s = stride.div_ceil(256) as u32;
-        for chunk in &self.gram {
-            let p = ScatterParams {
-                stride: stride as u32,
-                rows: self.batch as u32,
-                g_row0: chunk.row0 as u32,
-                g_rows: chunk.rows as u32,
-                base: chunk.base as u32,
-                row_offset: self.row_offset as u32,
-                splits: parts as u32,
-                _pad: 0,
-            };
-            steps.push(Step::Kernel(Dispatch::new(
-                gpu,
-                "rdm_scatter",
-                &[],
-                &p,
-                &[&self.gram_scratch, &self.cursor, &chunk.tensor],
-                [wgs_s, self.batch as u32, 1],
-            )?));
-        }
-        Ok(steps)
+        self.store
+            .iter()
+            .map(|chunk| {
+                let p = StoreParams {
+                    width: self.width as u32,
+                    rows: self.batch as u32,
+                    row0: chunk.row0 as u32,
+                    dst_rows: chunk.rows as u32,
+                    row_offset: self.row_offset as u32,
+                    _pad: [0; 3],
+                };
+                Ok(Step::Kernel(Dispatch::new(
+                    gpu,
+                    "rdm_store",
+                    &[],
+                    &p,
+                    &[rows_src, &self.cursor, &chunk.tensor],
+                    [wgs_w, self.batch as u32, 1],
+                )?))
+            })
+            .collect()
     }
 
     /// Announce the next batch of `n_valid` images (its first rows; the rest of the batch
@@ -747,68 +649,41 @@ impl GramAccumulator {
         gpu.check_alive()
     }
 
-    /// Read the Gram triangle and the row statistics back and assemble the f64 `Gram` of the
-    /// images seen so far.
+    /// The whole Gram of the images seen so far (N x N in memory: for the analyses that
+    /// combine Grams; a run streams `source` instead).
     pub fn finish(&self, gpu: &Gpu) -> Result<Gram> {
+        Gram::collect(&mut self.source(gpu)?)
+    }
+
+    /// The images seen so far as a [`GramSource`]: reads the row statistics back and computes
+    /// the diagonal (and, for sketches, the products with S 1) on the GPU, then hands out
+    /// blocks of inner products on demand.
+    pub fn source<'a>(&'a self, gpu: &'a Gpu) -> Result<FlatSource<'a>> {
         let n = self.count;
         let off = self.row_offset;
-        let rows = n + off;
-        let stats: Vec<f32> = if n == 0 {
-            Vec::new()
-        } else {
-            let bytes = gpu.read_bytes(&self.stats.buffer, 0, (n * 16) as u64)?;
-            bytemuck::cast_slice(&bytes).to_vec()
-        };
-        // The packed triangle of the first `rows` store rows, in f64.
-        let mut tri = vec![0.0f64; packed(rows)];
-        for chunk in &self.gram {
-            if chunk.row0 >= rows {
-                break;
-            }
-            let end = (chunk.row0 + chunk.rows).min(rows);
-            let len = packed(end) - chunk.base;
-            let bytes = gpu.read_bytes(&chunk.tensor.buffer, 0, (len * 4) as u64)?;
-            let vals: &[f32] = bytemuck::cast_slice(&bytes);
-            for (o, &v) in tri[chunk.base..chunk.base + len].iter_mut().zip(vals) {
-                *o = v as f64;
-            }
+        let parts = splits(self.variant, self.width);
+        let stride = (n + off).max(1);
+        let limit = self.max_buffer.min(BLOCK_BYTES);
+        let by_rows = (limit / (self.width as u64 * 4)) as usize;
+        let by_products = (limit / (parts as u64 * stride as u64 * 4)) as usize;
+        let tile = self.variant.tile_rows();
+        let mut block_rows = by_rows.min(by_products).min(n).max(1);
+        if block_rows >= tile {
+            block_rows -= block_rows % tile;
         }
-        let at = |i: usize, j: usize| {
-            let (i, j) = if j > i { (j, i) } else { (i, j) };
-            tri[packed(i) + j]
+        let label = |s: &str| format!("rdm {s}");
+        let mut source = FlatSource {
+            acc: self,
+            gpu,
+            stats: GramStats::new(0, self.dim, vec![], vec![], vec![], vec![], 0.0, None)?,
+            block_rows,
+            stride,
+            parts,
+            rows: gpu.zeros(&label("block rows"), &[block_rows, self.width])?,
+            products: gpu.zeros(&label("block products"), &[parts, block_rows, stride])?,
         };
-        let mut yy = vec![0.0; n * n];
-        let (scale, ye, ee) = match self.mode {
-            FlatMode::Exact => (
-                1.0,
-                (0..n).map(|i| stats[4 * i + 1] as f64).collect::<Vec<_>>(),
-                self.dim as f64,
-            ),
-            FlatMode::Sketch { dim: k, .. } => {
-                let s1 = gpu.read_bytes(&self.store[0].tensor.buffer, 0, (k * 4) as u64)?;
-                let s1: &[f32] = bytemuck::cast_slice(&s1);
-                // The count sketch is unscaled: E <Sx, Sy> = <x, y>.
-                let ee = s1.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
-                let ye = (0..n).map(|i| at(i + off, 0)).collect();
-                (1.0, ye, ee)
-            }
-        };
-        for i in 0..n {
-            for j in 0..=i {
-                let v = at(i + off, j + off) * scale;
-                yy[i * n + j] = v;
-                yy[j * n + i] = v;
-            }
-        }
-        let shift = (0..n).map(|i| stats[4 * i] as f64).collect();
-        let centre = (0..n)
-            .map(|i| stats[4 * i + 1] as f64 / self.dim as f64)
-            .collect();
-        let sketch = match self.mode {
-            FlatMode::Exact => None,
-            FlatMode::Sketch { dim, .. } => Some(dim),
-        };
-        Gram::from_parts(n, self.dim, shift, centre, yy, ye, ee, sketch)
+        source.stats = source.read_stats()?;
+        Ok(source)
     }
 
     /// Exact squared norms of the centred vectors |x_i - mean_i|^2 (from the row statistics,
@@ -823,6 +698,232 @@ impl GramAccumulator {
             .chunks(4)
             .map(|s| s[2] as f64 - (s[1] as f64).powi(2) / self.dim as f64)
             .collect())
+    }
+}
+
+/// The inner products of a [`GramAccumulator`]'s stored rows, a block of rows at a time (see
+/// the module comment). Holds two block buffers on the GPU while it lives.
+pub struct FlatSource<'a> {
+    acc: &'a GramAccumulator,
+    gpu: &'a Gpu,
+    stats: GramStats,
+    block_rows: usize,
+    /// Columns of a row of `products`: every stored row, S 1 included.
+    stride: usize,
+    parts: usize,
+    /// A block's store rows, [block_rows, width].
+    rows: Tensor,
+    /// A block's split-K inner products, [parts, block_rows, stride].
+    products: Tensor,
+}
+
+/// One `rdm_gram_*` dispatch: `rows` rows of the block buffer from `a_first` (images from
+/// `a_image0`) against the stored rows of global index `cols`.
+struct GramJob {
+    a_first: usize,
+    rows: usize,
+    a_image0: usize,
+    cols: Range<usize>,
+}
+
+impl FlatSource<'_> {
+    /// Copy the store rows of images `images` into the block buffer.
+    fn copy_rows(&self, images: Range<usize>) -> Vec<Step> {
+        let acc = self.acc;
+        let (lo, hi) = (images.start + acc.row_offset, images.end + acc.row_offset);
+        let mut steps = Vec::new();
+        for chunk in &acc.store {
+            let (a, b) = (lo.max(chunk.row0), hi.min(chunk.row0 + chunk.rows));
+            if a >= b {
+                continue;
+            }
+            steps.push(Step::Copy {
+                src: chunk
+                    .tensor
+                    .window((a - chunk.row0) * acc.width, &[(b - a) * acc.width]),
+                dst: self.rows.buffer.clone(),
+                dst_offset: ((a - lo) * acc.width * 4) as u64,
+            });
+        }
+        steps
+    }
+
+    /// The dispatches of one job, one per store buffer that holds columns of it.
+    fn gram_steps(&self, job: &GramJob) -> Result<Vec<Step>> {
+        let acc = self.acc;
+        let variant = acc.variant;
+        let (tm, tn) = variant.tile();
+        let mut steps = Vec::new();
+        for chunk in &acc.store {
+            let j0 = job.cols.start.max(chunk.row0);
+            let j1 = job.cols.end.min(chunk.row0 + chunk.rows);
+            if j0 >= j1 {
+                continue;
+            }
+            let p = GramParams {
+                width: (acc.width / variant.unit()) as u32,
+                rows: job.rows as u32,
+                a_first: job.a_first as u32,
+                a_image0: job.a_image0 as u32,
+                b_row0: chunk.row0 as u32,
+                b_rows: chunk.rows as u32,
+                j0: (j0 - chunk.row0) as u32,
+                j1: (j1 - chunk.row0) as u32,
+                stride: self.stride as u32,
+                use_shift: matches!(acc.mode, FlatMode::Exact) as u32,
+                row_offset: acc.row_offset as u32,
+                capacity: acc.capacity as u32,
+                split_len: (split_floats(variant) / variant.unit()) as u32,
+                splits: self.parts as u32,
+                split_stride: (self.block_rows * self.stride) as u32,
+                _pad: 0,
+            };
+            let groups = self.parts * job.rows.div_ceil(tm) * (j1 - j0).div_ceil(tn);
+            let d = Dispatch::new(
+                self.gpu,
+                variant.kernel(),
+                &[],
+                &p,
+                &[
+                    &self.rows,
+                    &chunk.tensor,
+                    &acc.stats,
+                    &self.products,
+                ],
+                grid(self.gpu, groups),
+            )?;
+            steps.push(Step::Kernel(
+                d.with_flops(2 * (job.rows * (j1 - j0) * acc.width) as u64),
+            ));
+        }
+        Ok(steps)
+    }
+
+    /// Run `steps` and read back columns `cols` of the products of the block's first `rows`
+    /// rows, the split-K parts added in f64 in a fixed order: [rows, cols.len()].
+    fn run(&self, steps: Vec<Step>, rows: usize, cols: Range<usize>) -> Result<Vec<f64>> {
+        Plan { steps }.run(self.gpu)?;
+        let part = self.block_rows * self.stride;
+        let bytes = self.gpu.read_bytes(
+            &self.products.buffer,
+            0,
+            (((self.parts - 1) * part + rows * self.stride) * 4) as u64,
+        )?;
+        let vals: &[f32] = bytemuck::cast_slice(&bytes);
+        let mut out = Vec::with_capacity(rows * cols.len());
+        for r in 0..rows {
+            let at = r * self.stride;
+            out.extend(vals[at + cols.start..at + cols.end].iter().map(|&v| v as f64));
+            let row = &mut out[r * cols.len()..];
+            for s in 1..self.parts {
+                let src = &vals[s * part + at + cols.start..s * part + at + cols.end];
+                for (o, &v) in row.iter_mut().zip(src) {
+                    *o += v as f64;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The per-image sums: row statistics read back, and on the GPU each image's product with
+    /// itself (in tiles along the diagonal, by the same dot product as the full rows) and, for
+    /// a sketch, with S 1.
+    fn read_stats(&self) -> Result<GramStats> {
+        let acc = self.acc;
+        let (n, off) = (acc.count, acc.row_offset);
+        let stats: Vec<f32> = if n == 0 {
+            Vec::new()
+        } else {
+            let bytes = self.gpu.read_bytes(&acc.stats.buffer, 0, (n * 16) as u64)?;
+            bytemuck::cast_slice(&bytes).to_vec()
+        };
+        let tm = acc.variant.tile_rows();
+        let mut diag = Vec::with_capacity(n);
+        let mut ye = Vec::with_capacity(n);
+        for r0 in (0..n).step_by(self.block_rows) {
+            let len = self.block_rows.min(n - r0);
+            let mut steps = self.copy_rows(r0..r0 + len);
+            for t0 in (0..len).step_by(tm) {
+                let rows = tm.min(len - t0);
+                let first = off + r0 + t0;
+                steps.extend(self.gram_steps(&GramJob {
+                    a_first: t0,
+                    rows,
+                    a_image0: r0 + t0,
+                    cols: first..first + rows,
+                })?);
+            }
+            if off > 0 {
+                steps.extend(self.gram_steps(&GramJob {
+                    a_first: 0,
+                    rows: len,
+                    a_image0: r0,
+                    cols: 0..1,
+                })?);
+            }
+            let sums = self.run(steps, len, 0..self.stride)?;
+            for r in 0..len {
+                diag.push(sums[r * self.stride + off + r0 + r]);
+                if off > 0 {
+                    ye.push(sums[r * self.stride]);
+                }
+            }
+        }
+        let (ye, ee) = match acc.mode {
+            FlatMode::Exact => (
+                (0..n).map(|i| stats[4 * i + 1] as f64).collect(),
+                acc.dim as f64,
+            ),
+            FlatMode::Sketch { dim: k, .. } => {
+                let s1 = self
+                    .gpu
+                    .read_bytes(&acc.store[0].tensor.buffer, 0, (k * 4) as u64)?;
+                let s1: &[f32] = bytemuck::cast_slice(&s1);
+                // The count sketch is unscaled: E <Sx, Sy> = <x, y>.
+                (ye, s1.iter().map(|&v| v as f64 * v as f64).sum::<f64>())
+            }
+        };
+        let shift = (0..n).map(|i| stats[4 * i] as f64).collect();
+        let centre = (0..n)
+            .map(|i| stats[4 * i + 1] as f64 / acc.dim as f64)
+            .collect();
+        let sketch = match acc.mode {
+            FlatMode::Exact => None,
+            FlatMode::Sketch { dim, .. } => Some(dim),
+        };
+        GramStats::new(n, acc.dim, shift, centre, diag, ye, ee, sketch)
+    }
+}
+
+impl GramSource for FlatSource<'_> {
+    fn stats(&self) -> &GramStats {
+        &self.stats
+    }
+
+    fn block_rows(&self) -> usize {
+        self.block_rows
+    }
+
+    fn block(&mut self, images: Range<usize>) -> Result<Cow<'_, [f64]>> {
+        let (n, off) = (self.acc.count, self.acc.row_offset);
+        let len = images.len();
+        if images.end > n || len > self.block_rows {
+            return Err(Error::shape(
+                "rdm block",
+                format!(
+                    "rows {images:?} of {n} images in blocks of {}",
+                    self.block_rows
+                ),
+            ));
+        }
+        let mut steps = self.copy_rows(images.clone());
+        steps.extend(self.gram_steps(&GramJob {
+            a_first: 0,
+            rows: len,
+            a_image0: images.start,
+            cols: off..off + n,
+        })?);
+        Ok(Cow::Owned(self.run(steps, len, off..off + n)?))
     }
 }
 
