@@ -27,6 +27,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::rdm::dot_f64;
 
 /// The alphas searched by default.
 pub const DEFAULT_ALPHAS: [f64; 7] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0];
@@ -95,7 +96,7 @@ impl Mat {
             .for_each(|(i, out)| {
                 let a = self.row(i);
                 for (j, o) in out.iter_mut().enumerate() {
-                    *o = dot(a, other.row(j));
+                    *o = dot_f64(a, other.row(j));
                 }
             });
         Mat {
@@ -127,27 +128,13 @@ impl Mat {
     }
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let chunks = a.len() / 4;
-    for c in 0..chunks {
-        for l in 0..4 {
-            acc[l] += a[4 * c + l] * b[4 * c + l];
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for k in chunks * 4..a.len() {
-        s += a[k] * b[k];
-    }
-    s
-}
 
 /// Lower Cholesky factor of a symmetric positive definite matrix (in place, lower triangle).
 fn cholesky(mut a: Mat) -> Result<Mat> {
     let n = a.rows;
     for j in 0..n {
         let row = &a.v[j * n..j * n + j];
-        let d = a.v[j * n + j] - dot(row, row);
+        let d = a.v[j * n + j] - dot_f64(row, row);
         if !(d > 0.0) {
             return Err(Error::Undefined {
                 what: "the ridge fit".into(),
@@ -160,7 +147,7 @@ fn cholesky(mut a: Mat) -> Result<Mat> {
         let rj: Vec<f64> = a.v[j * n..j * n + j].to_vec();
         // Rows below j: L[i][j] = (A[i][j] - L_i[..j] . L_j[..j]) / L[j][j].
         a.v[(j + 1) * n..].par_chunks_mut(n).for_each(|row_i| {
-            row_i[j] = (row_i[j] - dot(&row_i[..j], &rj)) / d;
+            row_i[j] = (row_i[j] - dot_f64(&row_i[..j], &rj)) / d;
         });
     }
     Ok(a)

@@ -374,7 +374,7 @@ impl GramSource for FeatureGram {
 }
 
 /// A dot product in four interleaved f64 partial sums (vectorises; fixed order).
-fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; 4];
     let chunks = a.len() / 4;
     for c in 0..chunks {

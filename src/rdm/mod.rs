@@ -27,6 +27,7 @@ mod sketch;
 pub use accumulator::{FlatMode, FlatSource, GramAccumulator, GramVariant, plan_flat_modes};
 pub use finalise::stream_rdms;
 pub use gram::{FeatureGram, Gram, GramSource, GramStats};
+pub(crate) use gram::dot_f64;
 pub use sketch::{DEFAULT_SKETCH_DIM, expected_error, sketch_bucket, sketch_sign};
 
 use crate::error::{Error, Result};
