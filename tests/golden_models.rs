@@ -6,10 +6,10 @@
 mod common;
 mod support;
 
-use support::gpu;
 use sparsescope::extract::TapReader;
 use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
+use support::gpu;
 
 /// Absolute and relative tolerance per element. The fixtures' activations are O(1) to O(10);
 /// PyTorch (oneDNN) and the GPU kernels sum in different orders, which moves f32 results by a
@@ -17,7 +17,6 @@ use sparsescope::model::{self, ModelOptions};
 /// any real error (a wrong eps, a missing bias or scale, a misordered weight shows as >1e-2).
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
-
 
 fn check(fixture: &str, options: ModelOptions) {
     let gpu = gpu();

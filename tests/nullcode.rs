@@ -15,7 +15,6 @@ mod support;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use support::gpu;
 use sparsescope::analysis::nullcode::{NullcodeOptions, NullcodeReport, nullcode_command};
 use sparsescope::data::{BatchSource, Interpolation, Preprocess};
 use sparsescope::extract::TapReader;
@@ -27,7 +26,7 @@ use sparsescope::outdir::RunDir;
 use sparsescope::rdm::Measure;
 use sparsescope::run::{RunOptions, run};
 use sparsescope::stats::StatsConfig;
-
+use support::gpu;
 
 struct Reference {
     floats: HashMap<String, Vec<f64>>,

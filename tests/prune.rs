@@ -9,15 +9,15 @@ mod synthetic_run;
 
 use std::path::Path;
 
-use support::gpu;
 use sparsescope::analysis::prune::{
     PERCENTS, drop_order, dropped_count, level_groups, random_order,
 };
 use sparsescope::analysis::ridge::DEFAULT_ALPHAS;
-use sparsescope::gpu::ops::gather::gather_channels;
 use sparsescope::gpu::Plan;
+use sparsescope::gpu::ops::gather::gather_channels;
 use sparsescope::npy::read_npy;
 use sparsescope::rdm::{Gram, Measure};
+use support::gpu;
 use synthetic_run::*;
 
 fn s(p: &Path) -> String {
@@ -69,7 +69,6 @@ fn gram_concat_equals_the_gram_of_the_concatenation() {
         assert!((got - want).abs() < 1e-12);
     }
 }
-
 
 #[test]
 fn gather_channels_matches_reference() {
@@ -263,13 +262,7 @@ fn pooled_curves_ridge_and_silent_channels_match_first_principles() {
         // Class firing: a channel is silent for a class with probability 0.3.
         t.by_class = Some(
             (0..3 * t.channels)
-                .map(|_| {
-                    if rng.unit() < 0.3 {
-                        0.0
-                    } else {
-                        rng.unit()
-                    }
-                })
+                .map(|_| if rng.unit() < 0.3 { 0.0 } else { rng.unit() })
                 .collect(),
         );
     }

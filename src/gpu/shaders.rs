@@ -90,7 +90,10 @@ fn expand_repeats(source: &str) -> String {
         let count: usize = count
             .parse()
             .unwrap_or_else(|_| panic!("malformed directive '{line}': COUNT is not a number"));
-        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "//#end").collect();
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| l.trim() != "//#end")
+            .collect();
         let pattern = format!("{{{var}}}");
         for i in 0..count {
             for l in &body {
@@ -124,7 +127,10 @@ mod tests {
     fn matmul_subgroup_rows_match_the_dispatch() {
         let src = super::source("matmul_subgroup").unwrap();
         let rows = format!("const ROWS: u32 = {}u;", crate::gpu::ops::SUBGROUP_ROWS);
-        assert!(src.contains(&rows), "shaders/matmul_subgroup.wgsl must declare {rows}");
+        assert!(
+            src.contains(&rows),
+            "shaders/matmul_subgroup.wgsl must declare {rows}"
+        );
         let accumulators = src.matches("var acc").count();
         assert_eq!(accumulators, crate::gpu::ops::SUBGROUP_ROWS);
     }
@@ -134,7 +140,10 @@ mod tests {
         let src = super::source("conv2d_subgroup").unwrap();
         let pixels = crate::gpu::ops::conv::SUBGROUP_PIXELS;
         let decl = format!("const PIXELS: u32 = {pixels}u;");
-        assert!(src.contains(&decl), "shaders/conv2d_subgroup.wgsl must declare {decl}");
+        assert!(
+            src.contains(&decl),
+            "shaders/conv2d_subgroup.wgsl must declare {decl}"
+        );
         assert_eq!(src.matches("var acc").count(), pixels);
     }
 }

@@ -521,7 +521,10 @@ pub fn conv2d_with(
         }
         _ => (
             "conv2d_subgroup",
-            grid(gpu, s.groups * (cout_g / 4).div_ceil(8) * m.div_ceil(SUBGROUP_PIXELS)),
+            grid(
+                gpu,
+                s.groups * (cout_g / 4).div_ceil(8) * m.div_ceil(SUBGROUP_PIXELS),
+            ),
         ),
     };
     Ok(Dispatch::new(gpu, kernel, &[], &meta, &tensors, groups)?.with_flops(flops))
