@@ -103,7 +103,11 @@ pub fn bench(
 
     let start = Instant::now();
     for acc in &pass.grams {
-        stream_rdms(&mut acc.source(gpu)?, &[Measure::Correlation], &mut |_, _| Ok(()))?;
+        stream_rdms(
+            &mut acc.source(gpu)?,
+            &[Measure::Correlation],
+            &mut |_, _| Ok(()),
+        )?;
     }
     let finalise_seconds = start.elapsed().as_secs_f64();
     let finalise_images = pass.grams.first().map_or(0, |g| g.count());

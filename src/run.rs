@@ -514,12 +514,14 @@ pub(crate) fn write_tap_arrays(
     let mut stream = |kind: &str, source: &mut dyn GramSource| -> Result<Option<f64>> {
         let mut writers = measures
             .iter()
-            .map(|m| NpyWriter::<f64>::create(note(&format!("rdm_{kind}_{}", m.name())), &[images, images]))
+            .map(|m| {
+                NpyWriter::<f64>::create(
+                    note(&format!("rdm_{kind}_{}", m.name())),
+                    &[images, images],
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
-        let mean = stream_rdms(source, measures, &mut |m, rows| {
-            let k = measures.iter().position(|&x| x == m).expect("a measure asked for");
-            writers[k].append(rows)
-        })?;
+        let mean = stream_rdms(source, measures, &mut |k, rows| writers[k].append(rows))?;
         for w in writers {
             staged.push(w.stage()?);
         }

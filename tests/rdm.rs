@@ -224,7 +224,8 @@ fn chunked_buffers_give_the_same_result() {
             // 256 bytes: two rows of the store per buffer, one row per block.
             let mut small =
                 GramAccumulator::with_options(&gpu, mode, variant, d, n, batch, 256).unwrap();
-            let mut whole = GramAccumulator::with_variant(&gpu, mode, variant, d, n, batch).unwrap();
+            let mut whole =
+                GramAccumulator::with_variant(&gpu, mode, variant, d, n, batch).unwrap();
             let a = accumulate(&gpu, &mut small, &x, n, d, batch);
             let b = accumulate(&gpu, &mut whole, &x, n, d, batch);
             for m in Measure::ALL {
@@ -256,9 +257,8 @@ fn streamed_rdms_are_exact_symmetric_and_complete() {
             assert!(source.block_rows() < n, "{}", source.block_rows());
             let mut streamed: Vec<Vec<f64>> = vec![Vec::new(); Measure::ALL.len()];
             let mut order = Vec::new();
-            let mean = stream_rdms(&mut source, &Measure::ALL, &mut |m, rows| {
-                order.push(m);
-                let k = Measure::ALL.iter().position(|&x| x == m).unwrap();
+            let mean = stream_rdms(&mut source, &Measure::ALL, &mut |k, rows| {
+                order.push(k);
                 assert_eq!(rows.len() % n, 0);
                 streamed[k].extend_from_slice(rows);
                 Ok(())

@@ -199,7 +199,10 @@ fn peak_memory_grows_only_by_the_per_image_state() {
     let mib = (1 << 20) as f64;
     let allowed = per_image * (sizes[1] - sizes[0]) as f64 + 48.0 * mib;
     let matrix = (sizes[1] * sizes[1]) as f64 * 8.0;
-    assert!(allowed < matrix, "the test must tell an N x N matrix from the allowed state");
+    assert!(
+        allowed < matrix,
+        "the test must tell an N x N matrix from the allowed state"
+    );
     let growth = peaks[1] - peaks[0];
     eprintln!(
         "peak RSS {:.0} MiB -> {:.0} MiB; growth {:.0} MiB, allowed {:.0} MiB, one RDM {:.0} MiB",

@@ -128,7 +128,6 @@ impl Mat {
     }
 }
 
-
 /// Lower Cholesky factor of a symmetric positive definite matrix (in place, lower triangle).
 fn cholesky(mut a: Mat) -> Result<Mat> {
     let n = a.rows;

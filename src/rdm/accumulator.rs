@@ -66,10 +66,6 @@ impl GramVariant {
         }
     }
 
-    fn tile_rows(self) -> usize {
-        self.tile().0
-    }
-
     /// Floats per element of the kernel's `width` (vec4 loads in the subgroup kernel).
     fn unit(self) -> usize {
         match self {
@@ -666,7 +662,7 @@ impl GramAccumulator {
         let limit = self.max_buffer.min(BLOCK_BYTES);
         let by_rows = (limit / (self.width as u64 * 4)) as usize;
         let by_products = (limit / (parts as u64 * stride as u64 * 4)) as usize;
-        let tile = self.variant.tile_rows();
+        let tile = self.variant.tile().0;
         let mut block_rows = by_rows.min(by_products).min(n).max(1);
         if block_rows >= tile {
             block_rows -= block_rows % tile;
@@ -784,12 +780,7 @@ impl FlatSource<'_> {
                 variant.kernel(),
                 &[],
                 &p,
-                &[
-                    &self.rows,
-                    &chunk.tensor,
-                    &acc.stats,
-                    &self.products,
-                ],
+                &[&self.rows, &chunk.tensor, &acc.stats, &self.products],
                 grid(self.gpu, groups),
             )?;
             steps.push(Step::Kernel(
@@ -799,9 +790,8 @@ impl FlatSource<'_> {
         Ok(steps)
     }
 
-    /// Run `steps` and read back columns `cols` of the products of the block's first `rows`
-    /// rows, the split-K parts added in f64 in a fixed order: [rows, cols.len()].
-    fn run(&self, steps: Vec<Step>, rows: usize, cols: Range<usize>) -> Result<Vec<f64>> {
+    /// Run `steps` and read back the split-K products of the block's first `rows` rows.
+    fn run(&self, steps: Vec<Step>, rows: usize) -> Result<Products> {
         Plan { steps }.run(self.gpu)?;
         let part = self.block_rows * self.stride;
         let bytes = self.gpu.read_bytes(
@@ -809,20 +799,12 @@ impl FlatSource<'_> {
             0,
             (((self.parts - 1) * part + rows * self.stride) * 4) as u64,
         )?;
-        let vals: &[f32] = bytemuck::cast_slice(&bytes);
-        let mut out = Vec::with_capacity(rows * cols.len());
-        for r in 0..rows {
-            let at = r * self.stride;
-            out.extend(vals[at + cols.start..at + cols.end].iter().map(|&v| v as f64));
-            let row = &mut out[r * cols.len()..];
-            for s in 1..self.parts {
-                let src = &vals[s * part + at + cols.start..s * part + at + cols.end];
-                for (o, &v) in row.iter_mut().zip(src) {
-                    *o += v as f64;
-                }
-            }
-        }
-        Ok(out)
+        Ok(Products {
+            vals: bytemuck::cast_slice(&bytes).to_vec(),
+            part,
+            parts: self.parts,
+            stride: self.stride,
+        })
     }
 
     /// The per-image sums: row statistics read back, and on the GPU each image's product with
@@ -837,7 +819,7 @@ impl FlatSource<'_> {
             let bytes = self.gpu.read_bytes(&acc.stats.buffer, 0, (n * 16) as u64)?;
             bytemuck::cast_slice(&bytes).to_vec()
         };
-        let tm = acc.variant.tile_rows();
+        let tm = acc.variant.tile().0;
         let mut diag = Vec::with_capacity(n);
         let mut ye = Vec::with_capacity(n);
         for r0 in (0..n).step_by(self.block_rows) {
@@ -861,11 +843,11 @@ impl FlatSource<'_> {
                     cols: 0..1,
                 })?);
             }
-            let sums = self.run(steps, len, 0..self.stride)?;
+            let products = self.run(steps, len)?;
             for r in 0..len {
-                diag.push(sums[r * self.stride + off + r0 + r]);
+                diag.push(products.get(r, off + r0 + r));
                 if off > 0 {
-                    ye.push(sums[r * self.stride]);
+                    ye.push(products.get(r, 0));
                 }
             }
         }
@@ -892,6 +874,25 @@ impl FlatSource<'_> {
             FlatMode::Sketch { dim, .. } => Some(dim),
         };
         GramStats::new(n, acc.dim, shift, centre, diag, ye, ee, sketch)
+    }
+}
+
+/// A block's split-K inner products as read back: [parts, block rows, stride] f32.
+struct Products {
+    vals: Vec<f32>,
+    /// Floats per part.
+    part: usize,
+    parts: usize,
+    stride: usize,
+}
+
+impl Products {
+    /// Entry (r, j): the parts added in f64 in a fixed order.
+    fn get(&self, r: usize, j: usize) -> f64 {
+        let at = r * self.stride + j;
+        (1..self.parts).fold(self.vals[at] as f64, |t, s| {
+            t + self.vals[s * self.part + at] as f64
+        })
     }
 }
 
@@ -923,7 +924,12 @@ impl GramSource for FlatSource<'_> {
             a_image0: images.start,
             cols: off..off + n,
         })?);
-        Ok(Cow::Owned(self.run(steps, len, off..off + n)?))
+        let products = self.run(steps, len)?;
+        let mut out = Vec::with_capacity(len * n);
+        for r in 0..len {
+            out.extend((off..off + n).map(|j| products.get(r, j)));
+        }
+        Ok(Cow::Owned(out))
     }
 }
 

@@ -107,14 +107,14 @@ impl<'a> Finaliser<'a> {
 }
 
 /// Finalise the RDMs of `measures` from `source` a block of rows at a time, handing each block
-/// (`[rows, N]` f64, in image order) to `sink` with its measure, so that no N x N matrix is
-/// ever held. Returns the decorrelation, the mean over pairs i < j of the correlation distance
-/// (`None` for fewer than two images), which is computed whether or not `measures` asks for the
-/// correlation RDM itself.
+/// (`[rows, N]` f64, in image order) to `sink` with the index of its measure in `measures`, so
+/// that no N x N matrix is ever held. Returns the decorrelation, the mean over pairs i < j of the
+/// correlation distance (`None` for fewer than two images), taken from the correlation RDM when
+/// `measures` asks for it and computed beside the others when it does not.
 pub fn stream_rdms(
     source: &mut dyn GramSource,
     measures: &[Measure],
-    sink: &mut dyn FnMut(Measure, &[f64]) -> Result<()>,
+    sink: &mut dyn FnMut(usize, &[f64]) -> Result<()>,
 ) -> Result<Option<f64>> {
     let stats = source.stats().clone();
     let n = stats.n();
@@ -123,30 +123,42 @@ pub fn stream_rdms(
         .iter()
         .map(|&m| Finaliser::new(&stats, m))
         .collect();
-    let correlation = Finaliser::new(&stats, Measure::Correlation);
+    let asked = measures.iter().position(|&m| m == Measure::Correlation);
+    let correlation = asked
+        .is_none()
+        .then(|| Finaliser::new(&stats, Measure::Correlation));
     let mut out = Vec::new();
     let mut total = 0.0;
     for r0 in (0..n).step_by(step) {
         let r1 = (r0 + step).min(n);
         let yy = source.block(r0..r1)?;
         out.resize((r1 - r0) * n, 0.0);
-        for f in &finalisers {
+        for (k, f) in finalisers.iter().enumerate() {
             f.fill_rows(r0, &yy, &mut out);
-            sink(f.measure, &out)?;
+            if asked == Some(k) {
+                add_upper(&mut total, r0, n, &out);
+            }
+            sink(k, &out)?;
         }
-        // Per-row sums of the entries right of the diagonal, then the total in row order: the
-        // same value however the rows are blocked.
-        let row_sums: Vec<f64> = (r0..r1)
-            .into_par_iter()
-            .map(|i| {
-                let g = &yy[(i - r0) * n..(i - r0 + 1) * n];
-                (i + 1..n).map(|j| correlation.entry(i, j, g[j])).sum::<f64>()
-            })
-            .collect();
-        for s in row_sums {
-            total += s;
+        if let Some(f) = &correlation {
+            f.fill_rows(r0, &yy, &mut out);
+            add_upper(&mut total, r0, n, &out);
         }
     }
     let pairs = n * n.saturating_sub(1) / 2;
     Ok((pairs > 0).then(|| total / pairs as f64))
+}
+
+/// Add the entries right of the diagonal of rows `r0..` ([rows, n]) to `total`: per-row sums,
+/// added in row order, so that the result does not depend on how the rows are blocked and
+/// equals `Rdm::mean_upper`'s sum.
+fn add_upper(total: &mut f64, r0: usize, n: usize, rows: &[f64]) {
+    let row_sums: Vec<f64> = rows
+        .par_chunks(n)
+        .enumerate()
+        .map(|(r, row)| row[r0 + r + 1..].iter().sum::<f64>())
+        .collect();
+    for s in row_sums {
+        *total += s;
+    }
 }

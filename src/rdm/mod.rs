@@ -26,8 +26,8 @@ mod sketch;
 
 pub use accumulator::{FlatMode, FlatSource, GramAccumulator, GramVariant, plan_flat_modes};
 pub use finalise::stream_rdms;
-pub use gram::{FeatureGram, Gram, GramSource, GramStats};
 pub(crate) use gram::dot_f64;
+pub use gram::{FeatureGram, Gram, GramSource, GramStats};
 pub use sketch::{DEFAULT_SKETCH_DIM, expected_error, sketch_bucket, sketch_sign};
 
 use crate::error::{Error, Result};
@@ -314,15 +314,28 @@ mod tests {
         for rows in [1, 4, 22, 23, 64] {
             let mut got = vec![Vec::new(); 3];
             let source = FeatureGram::new(&x, n, d).unwrap();
-            let mean = stream_rdms(&mut Blocks(source, rows), &Measure::ALL, &mut |m, block| {
-                got[Measure::ALL.iter().position(|&x| x == m).unwrap()].extend_from_slice(block);
+            let mean = stream_rdms(&mut Blocks(source, rows), &Measure::ALL, &mut |k, block| {
+                got[k].extend_from_slice(block);
                 Ok(())
             })
             .unwrap();
             for (k, m) in Measure::ALL.into_iter().enumerate() {
                 assert_eq!(got[k], whole.rdm(m).as_slice(), "blocks of {rows}, {m:?}");
             }
-            assert_eq!(mean, Some(whole.decorrelation().unwrap()), "blocks of {rows}");
+            assert_eq!(
+                mean,
+                Some(whole.decorrelation().unwrap()),
+                "blocks of {rows}"
+            );
+            // Without the correlation RDM among the measures, the decorrelation is the same.
+            let source = FeatureGram::new(&x, n, d).unwrap();
+            let alone = stream_rdms(
+                &mut Blocks(source, rows),
+                &[Measure::Cosine],
+                &mut |_, _| Ok(()),
+            )
+            .unwrap();
+            assert_eq!(alone, mean, "blocks of {rows}, cosine only");
         }
     }
 }
