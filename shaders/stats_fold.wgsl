@@ -13,9 +13,12 @@
 //    h2 hi, h2 lo, shift, hoyer shift, shifts_set, images (lo, hi)].
 // A row is [int_words integers | s1 hi, s1 lo, s2 hi, s2 lo, min, max, h1 hi, h1 lo, h2 hi,
 //   h2 lo, shift, hoyer shift] (stats_tap_common.wgsl).
-// Grid: 1 workgroup of 64; lanes stride over the integer words, lane 0 folds the rest. Loop
-// iterations per invocation: ceil(int_words / 64) * (groups + 1) + groups, kept below
-// llvmpipe's silent cap of 65,535 by src/stats/tap.rs.
+// Grid: ceil((int_words + 7) / 64) workgroups of 64 lanes: lane w < int_words folds integer
+// word w, lanes int_words + 0..6 fold one float quantity each. Loop iterations per invocation:
+// `groups`, kept below llvmpipe's silent cap of 65,535 by src/stats/tap.rs.
+// Every loop walks a row index (r += row_words) instead of counting rows: on Mesa 22.3's
+// lavapipe the counted form `for (var g = 0u; g < params.groups; g++)` in this kernel leaked
+// about 0.45 MB of host memory per dispatch (measured, README "Notes on software adapters").
 
 struct Meta {
     groups: u32, row_words: u32, int_words: u32, float_base: u32,
@@ -81,33 +84,33 @@ fn stats_fold(@builtin(local_invocation_index) lane: u32,
         add64(2u * w, s);
         return;
     }
-    if (w != params.int_words) { return; }
+    // Lanes int_words + q fold one float quantity each: q 0, 1, 4, 5 the double-f32 sums at
+    // float offsets 0, 2, 6, 8; q 2 and 3 the min and max; q 6 the shifts and the image count.
+    if (w >= params.int_words + 7u) { return; }
+    let q = w - params.int_words;
     let f = params.float_base;
-    var s1 = pair(f);
-    var s2 = pair(f + 2u);
-    var lo = bitcast<f32>(state[f + 4u]);
-    var hi = bitcast<f32>(state[f + 5u]);
-    var h1 = pair(f + 6u);
-    var h2 = pair(f + 8u);
-    for (var g = 0u; g < params.groups; g++) {
-        let r = g * params.row_words + params.int_words;
-        s1 = df_add(s1, row_pair(r));
-        s2 = df_add(s2, row_pair(r + 2u));
-        lo = min(lo, bitcast<f32>(partial[r + 4u]));
-        hi = max(hi, bitcast<f32>(partial[r + 5u]));
-        h1 = df_add(h1, row_pair(r + 6u));
-        h2 = df_add(h2, row_pair(r + 8u));
+    if (q == 2u || q == 3u) {
+        var m = bitcast<f32>(state[f + q + 2u]);
+        let end = params.groups * params.row_words;
+        for (var r = params.int_words + q + 2u; r < end; r += params.row_words) {
+            let v = bitcast<f32>(partial[r]);
+            m = select(max(m, v), min(m, v), q == 2u);
+        }
+        state[f + q + 2u] = bitcast<u32>(m);
+    } else if (q < 6u) {
+        let o = select(select(6u, 8u, q == 5u), q * 2u, q < 2u);
+        var acc = pair(f + o);
+        let end = params.groups * params.row_words;
+        for (var r = params.int_words + o; r < end; r += params.row_words) {
+            acc = df_add(acc, row_pair(r));
+        }
+        store_pair(f + o, acc);
+    } else {
+        if (state[f + 12u] == 0u) {
+            state[f + 10u] = partial[params.int_words + 10u];
+            state[f + 11u] = partial[params.int_words + 11u];
+            state[f + 12u] = 1u;
+        }
+        add64(f + 13u, batch[0]);
     }
-    store_pair(f, s1);
-    store_pair(f + 2u, s2);
-    state[f + 4u] = bitcast<u32>(lo);
-    state[f + 5u] = bitcast<u32>(hi);
-    store_pair(f + 6u, h1);
-    store_pair(f + 8u, h2);
-    if (state[f + 12u] == 0u) {
-        state[f + 10u] = partial[params.int_words + 10u];
-        state[f + 11u] = partial[params.int_words + 11u];
-        state[f + 12u] = 1u;
-    }
-    add64(f + 13u, batch[0]);
 }

@@ -176,9 +176,8 @@ fn loop_safe_groups(
     }
     let per_group = (LOOP_BUDGET - fixed) / per_item;
     let groups = wanted.max(items.div_ceil(per_group)).clamp(1, items);
-    // stats_fold: ceil(int_words / 64) * (groups + 1) + groups iterations.
-    let int_words = copy_words + N_COUNTERS;
-    let fold = int_words.div_ceil(64) * (groups + 1) + groups + 16;
+    // stats_fold: `groups` iterations per invocation.
+    let fold = groups + 16;
     // stats_fold_channels: `chunks` iterations.
     if fold > LOOP_BUDGET || chunks + 16 > LOOP_BUDGET {
         return Err(Error::shape(
@@ -461,7 +460,7 @@ impl TapStats {
                 _pad2: 0,
             },
             &[&self.partial, &self.batch_info, &self.state],
-            grid(gpu, (l.int_words + 1).div_ceil(64)),
+            grid(gpu, (l.int_words + 7).div_ceil(64)),
         )?;
         let fold_channels = Dispatch::new(
             gpu,
