@@ -293,53 +293,56 @@ fn streamed_rdms_are_exact_symmetric_and_complete() {
 #[test]
 fn sketch_mode_matches_cpu_projection() {
     let gpu = gpu();
-    // D = 300 with k = 96: three full blocks and a partial one.
-    let (n, d, k, seed) = (19, 300, 96, 0xDEAD_BEEF_1234_5678u64);
-    let x = features(n, d, 7);
-    let mut raw = vec![0.0f32; n * k];
-    let mut centred = vec![0.0f32; n * k];
-    for i in 0..n {
-        let row: Vec<f64> = x[i * d..(i + 1) * d].iter().map(|&v| v as f64).collect();
-        let mean = row.iter().sum::<f64>() / d as f64;
-        let (mut s, mut sc) = (vec![0.0f64; k], vec![0.0f64; k]);
-        for (e, v) in row.iter().enumerate() {
-            let (b, sign) = (sketch_bucket(seed, e, k), sketch_sign(seed, e));
-            s[b] += sign * v;
-            sc[b] += sign * (v - mean);
+    // D = 300 with k = 96: three full blocks and a partial one; D = 301 also leaves the rows
+    // unaligned for vec4 loads (the scalar kernels).
+    for d in [300usize, 301] {
+        let (n, k, seed) = (19, 96, 0xDEAD_BEEF_1234_5678u64);
+        let x = features(n, d, 7);
+        let mut raw = vec![0.0f32; n * k];
+        let mut centred = vec![0.0f32; n * k];
+        for i in 0..n {
+            let row: Vec<f64> = x[i * d..(i + 1) * d].iter().map(|&v| v as f64).collect();
+            let mean = row.iter().sum::<f64>() / d as f64;
+            let (mut s, mut sc) = (vec![0.0f64; k], vec![0.0f64; k]);
+            for (e, v) in row.iter().enumerate() {
+                let (b, sign) = (sketch_bucket(seed, e, k), sketch_sign(seed, e));
+                s[b] += sign * v;
+                sc[b] += sign * (v - mean);
+            }
+            for j in 0..k {
+                raw[i * k + j] = s[j] as f32;
+                centred[i * k + j] = sc[j] as f32;
+            }
         }
-        for j in 0..k {
-            raw[i * k + j] = s[j] as f32;
-            centred[i * k + j] = sc[j] as f32;
-        }
-    }
-    let raw_ref = Gram::from_features(&raw, n, k).unwrap();
-    let centred_ref = Gram::from_features(&centred, n, k).unwrap();
-    for variant in variants(&gpu, k) {
-        let mode = FlatMode::Sketch { dim: k, seed };
-        let mut acc = GramAccumulator::with_variant(&gpu, mode, variant, d, n, 4).unwrap();
-        let got = accumulate(&gpu, &mut acc, &x, n, d, 4);
-        assert_eq!(got.sketch_dim(), Some(k));
-        // Correlation: cosine of the centred sketches (the reference vectors have mean ~0 but
-        // not exactly, so compare with their cosine, not their correlation).
-        let pairs = [
-            (Measure::Correlation, centred_ref.rdm(Measure::Cosine)),
-            (Measure::Cosine, raw_ref.rdm(Measure::Cosine)),
-            (Measure::Euclidean, raw_ref.rdm(Measure::Euclidean)),
-        ];
-        for (m, want) in pairs {
-            let g = got.rdm(m);
-            let (atol, rtol) = if m == Measure::Euclidean {
-                (1e-9, 1e-5)
-            } else {
-                (2e-5, 0.0)
-            };
-            let (e, i, j) = worst(&g, &want, atol, rtol);
-            assert!(
-                e <= 1.0,
-                "{variant:?} {m:?} ({i}, {j}): {} vs CPU sketch {}",
-                g.get(i, j),
-                want.get(i, j)
-            );
+        let raw_ref = Gram::from_features(&raw, n, k).unwrap();
+        let centred_ref = Gram::from_features(&centred, n, k).unwrap();
+        for variant in variants(&gpu, k) {
+            let mode = FlatMode::Sketch { dim: k, seed };
+            let mut acc = GramAccumulator::with_variant(&gpu, mode, variant, d, n, 4).unwrap();
+            let got = accumulate(&gpu, &mut acc, &x, n, d, 4);
+            assert_eq!(got.sketch_dim(), Some(k));
+            // Correlation: cosine of the centred sketches (the reference vectors have mean ~0 but
+            // not exactly, so compare with their cosine, not their correlation).
+            let pairs = [
+                (Measure::Correlation, centred_ref.rdm(Measure::Cosine)),
+                (Measure::Cosine, raw_ref.rdm(Measure::Cosine)),
+                (Measure::Euclidean, raw_ref.rdm(Measure::Euclidean)),
+            ];
+            for (m, want) in pairs {
+                let g = got.rdm(m);
+                let (atol, rtol) = if m == Measure::Euclidean {
+                    (1e-9, 1e-5)
+                } else {
+                    (2e-5, 0.0)
+                };
+                let (e, i, j) = worst(&g, &want, atol, rtol);
+                assert!(
+                    e <= 1.0,
+                    "D {d} {variant:?} {m:?} ({i}, {j}): {} vs CPU sketch {}",
+                    g.get(i, j),
+                    want.get(i, j)
+                );
+            }
         }
     }
 }

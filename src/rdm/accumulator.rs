@@ -312,11 +312,13 @@ impl GramAccumulator {
             ));
         }
         if let FlatMode::Sketch { dim: k, .. } = mode
-            && (k == 0 || !k.is_multiple_of(4))
+            && (k == 0 || !k.is_multiple_of(4) || k / 4 > 0xFFFF)
         {
-            // Multiples of 4 keep sketch rows readable as vec4 by the subgroup Gram kernel.
+            // Multiples of 4 keep sketch rows readable as vec4 by the subgroup Gram kernel and
+            // let rdm_sketch read features by quads; its bucket offsets are 16-bit fractions
+            // of k / 4.
             return Err(Error::Usage(format!(
-                "sketch dimension {k} must be a positive multiple of 4"
+                "sketch dimension {k} must be a positive multiple of 4 of at most 262140"
             )));
         }
         if let Some(why) = variant.unsupported(gpu, width) {
@@ -350,7 +352,7 @@ impl GramAccumulator {
             ));
         }
         // Loop iterations per invocation of the fixed-width kernels (see LOOP_BUDGET).
-        if 2 * dim.div_ceil(256) + 16 > LOOP_BUDGET {
+        if dim.div_ceil(1024) + 16 > LOOP_BUDGET {
             return Err(too_big(
                 "flat features per image (rdm_rowstats loop budget)",
                 dim as u64,
@@ -442,13 +444,19 @@ impl GramAccumulator {
             _pad: 0,
         };
         let out = self.sketch_scratch.as_ref().expect("sketch mode");
+        // The all-ones row reads no features: any input is bound, so the vec4 kernel serves.
+        let kernel = if ones || self.dim.is_multiple_of(4) {
+            "rdm_sketch"
+        } else {
+            "rdm_sketch_scalar"
+        };
         Dispatch::new(
             gpu,
-            "rdm_sketch",
+            kernel,
             &[],
             &params,
             &[input, &self.cursor, &self.stats, out],
-            grid(gpu, k.div_ceil(256) * rows),
+            grid(gpu, k.div_ceil(1024) * rows),
         )
     }
 
@@ -500,9 +508,14 @@ impl GramAccumulator {
             capacity: self.capacity as u32,
             _pad: 0,
         };
+        let rowstats = if self.dim.is_multiple_of(4) {
+            "rdm_rowstats"
+        } else {
+            "rdm_rowstats_scalar"
+        };
         steps.push(Step::Kernel(Dispatch::new(
             gpu,
-            "rdm_rowstats",
+            rowstats,
             &[],
             &rs,
             &[input, &self.cursor, &self.stats],

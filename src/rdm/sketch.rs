@@ -2,7 +2,8 @@
 //!
 //! S is a k x D sparse sign matrix, a count sketch (Charikar, Chen, Farach-Colton 2002) with
 //! block-cyclic buckets: feature d (block b = d / k, position p = d % k) adds sign(d) x_d to
-//! coordinate bucket(d) = (p + offset(b)) % k, with random offsets per block and random signs
+//! coordinate bucket(d) = (p + offset(b)) % k, with random offsets per block (multiples of 4,
+//! so the kernel reads four features at once) and random signs
 //! per feature from a counter-based hash of the seed (`shaders/rdm_sketch.wgsl` computes the
 //! same 32-bit integer operations; S is never stored). Every feature lands in one bucket, so
 //! sketching a row costs O(D) instead of the O(D k) of a dense projection, which would cost more
@@ -42,10 +43,12 @@ fn keys(seed: u64) -> (u32, u32) {
     )
 }
 
-/// The sketch coordinate that feature `d` of a `k`-dimensional sketch adds to.
+/// The sketch coordinate that feature `d` of a `k`-dimensional sketch adds to (`k` a multiple
+/// of 4 below 2^18). A block's offset is a multiple of 4, so the kernel reads features by quads.
 pub fn sketch_bucket(seed: u64, d: usize, k: usize) -> usize {
     let (key_offset, _) = keys(seed);
-    let offset = mix32((d / k) as u32 ^ key_offset) as usize % k;
+    let quads = (k / 4) as u64;
+    let offset = 4 * (((mix32((d / k) as u32 ^ key_offset) >> 16) as u64 * quads) >> 16) as usize;
     (d % k + offset) % k
 }
 
