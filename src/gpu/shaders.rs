@@ -17,6 +17,7 @@ const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
 const STATS_TAP_COMMON: &str = include_str!("../../shaders/stats_tap_common.wgsl");
 const ROWS_VEC4: &str = include_str!("../../shaders/rows_vec4.wgsl");
 const ROWS_SCALAR: &str = include_str!("../../shaders/rows_scalar.wgsl");
+const RDM_ROWS: &str = include_str!("../../shaders/rdm_rows.wgsl");
 const RDM_ROWSTATS_COMMON: &str = include_str!("../../shaders/rdm_rowstats_common.wgsl");
 const RDM_SKETCH_COMMON: &str = include_str!("../../shaders/rdm_sketch_common.wgsl");
 
@@ -46,11 +47,11 @@ kernels! {
     "max_pool2d",
     "global_avg_pool",
     "nchw_to_nhwc",
-    "rdm_rowstats" + ROWS_VEC4 + RDM_ROWSTATS_COMMON,
-    "rdm_rowstats_scalar" + ROWS_SCALAR + RDM_ROWSTATS_COMMON,
+    "rdm_rowstats" + ROWS_VEC4 + RDM_ROWS + RDM_ROWSTATS_COMMON,
+    "rdm_rowstats_scalar" + ROWS_SCALAR + RDM_ROWS + RDM_ROWSTATS_COMMON,
     "rdm_store",
-    "rdm_sketch" + ROWS_VEC4 + RDM_SKETCH_COMMON,
-    "rdm_sketch_scalar" + ROWS_SCALAR + RDM_SKETCH_COMMON,
+    "rdm_sketch" + ROWS_VEC4 + RDM_ROWS + RDM_SKETCH_COMMON,
+    "rdm_sketch_scalar" + ROWS_SCALAR + RDM_ROWS + RDM_SKETCH_COMMON,
     "rdm_gram_tiled",
     "rdm_gram_subgroup",
     "stats_tap" + STATS_TAP_COMMON,

@@ -1,11 +1,12 @@
 //! `GramAccumulator`: the streaming GPU state behind the flat-feature RDMs of one tap.
 //!
 //! Per batch, inside the forward plan and without a round trip to the CPU:
-//! 1. `rdm_rowstats`: each image's f32 mean a_i, and t_i = sum(x_i - a_i), u_i = |x_i - a_i|^2.
-//! 2. Exact mode: `rdm_store` appends the flat rows [n, D] to a row store on the GPU.
-//!    Sketch mode: `rdm_sketch` projects x_i - a_i to k dimensions with a seeded sparse sign
-//!    matrix generated inside the kernel (`sketch.rs`), and `rdm_store` appends those
-//!    k-vectors instead.
+//! - Exact mode: `rdm_rowstats` computes each image's shift a_i (close to its mean) and
+//!   t_i = sum(x_i - a_i), u_i = |x_i - a_i|^2; `rdm_store` appends the flat rows [n, D] to a
+//!   row store on the GPU.
+//! - Sketch mode: `rdm_sketch` computes the same a_i, t_i, u_i while it projects x_i - a_i to
+//!   k dimensions with a seeded sparse sign matrix generated inside the kernel (`sketch.rs`),
+//!   reading each row once; `rdm_store` appends those k-vectors.
 //!
 //! After the last batch, [`GramAccumulator::source`] hands out the inner products of the stored
 //! rows a block of rows at a time ([`FlatSource`], a `GramSource`): `rdm_gram_*` computes a
@@ -358,8 +359,9 @@ impl GramAccumulator {
                 dim as u64,
             ));
         }
+        // rdm_sketch: ceil(k / 1024) bucket quads per invocation, each one iteration per block.
         if let FlatMode::Sketch { dim: k, .. } = mode
-            && dim.div_ceil(k) > LOOP_BUDGET
+            && k.div_ceil(1024) * (dim.div_ceil(k) + 1) + 16 > LOOP_BUDGET
         {
             return Err(Error::Usage(format!(
                 "flat features of {dim} values need a sketch dimension of at least {} \
@@ -456,7 +458,7 @@ impl GramAccumulator {
             &[],
             &params,
             &[input, &self.cursor, &self.stats, out],
-            grid(gpu, k.div_ceil(1024) * rows),
+            grid(gpu, rows),
         )
     }
 
@@ -502,30 +504,31 @@ impl GramAccumulator {
             ));
         }
         let mut steps = Vec::new();
-        let rs = RowStatsParams {
-            d: self.dim as u32,
-            rows: self.batch as u32,
-            capacity: self.capacity as u32,
-            _pad: 0,
-        };
-        let rowstats = if self.dim.is_multiple_of(4) {
-            "rdm_rowstats"
-        } else {
-            "rdm_rowstats_scalar"
-        };
-        steps.push(Step::Kernel(Dispatch::new(
-            gpu,
-            rowstats,
-            &[],
-            &rs,
-            &[input, &self.cursor, &self.stats],
-            grid(gpu, self.batch),
-        )?));
-
         // The rows that go into the store and into the Gram products: the features themselves,
-        // or their sketches.
+        // or their sketches. Both kernels also write the rows' statistics.
         let rows_src = match self.mode {
-            FlatMode::Exact => input.clone(),
+            FlatMode::Exact => {
+                let rs = RowStatsParams {
+                    d: self.dim as u32,
+                    rows: self.batch as u32,
+                    capacity: self.capacity as u32,
+                    _pad: 0,
+                };
+                let kernel = if self.dim.is_multiple_of(4) {
+                    "rdm_rowstats"
+                } else {
+                    "rdm_rowstats_scalar"
+                };
+                steps.push(Step::Kernel(Dispatch::new(
+                    gpu,
+                    kernel,
+                    &[],
+                    &rs,
+                    &[input, &self.cursor, &self.stats],
+                    grid(gpu, self.batch),
+                )?));
+                input.clone()
+            }
             FlatMode::Sketch { .. } => {
                 steps.push(Step::Kernel(self.sketch_dispatch(gpu, input, false)?));
                 self.sketch_scratch.clone().expect("sketch mode")
