@@ -81,6 +81,23 @@ fn worst(got: &Rdm, want: &Rdm, atol: f64, rtol: f64) -> (f64, usize, usize) {
     w
 }
 
+/// `got` within tolerance of `want`: correlation and cosine distances, which are O(1), to
+/// `atol`; squared euclidean distances to `rtol` relative (plus `euclid_atol`).
+fn assert_rdm_close(what: &str, m: Measure, got: &Rdm, want: &Rdm, atol: f64, euclid: (f64, f64)) {
+    let (atol, rtol) = if m == Measure::Euclidean {
+        euclid
+    } else {
+        (atol, 0.0)
+    };
+    let (e, i, j) = worst(got, want, atol, rtol);
+    assert!(
+        e <= 1.0,
+        "{what} {m:?} ({i}, {j}): {} vs {}",
+        got.get(i, j),
+        want.get(i, j)
+    );
+}
+
 fn assert_rdms_close(what: &str, got: &Gram, want: &Gram, rtol: f64) {
     for m in Measure::ALL {
         let (g, w) = (got.rdm(m), want.rdm(m));
@@ -160,19 +177,8 @@ fn exact_mode_matches_numpy_fixture() {
         for m in Measure::ALL {
             let (s, v) = read_npy::<f64>(dir.join(format!("rdm_{}.npy", m.name()))).unwrap();
             let want = Rdm::from_full("numpy", s[0], v).unwrap();
-            let g = got.rdm(m);
-            let (atol, rtol) = if m == Measure::Euclidean {
-                (1e-6, 1e-5)
-            } else {
-                (1e-5, 0.0)
-            };
-            let (e, i, j) = worst(&g, &want, atol, rtol);
-            assert!(
-                e <= 1.0,
-                "{variant:?} {m:?} ({i}, {j}): {} vs numpy {}",
-                g.get(i, j),
-                want.get(i, j)
-            );
+            let what = format!("{variant:?} against numpy:");
+            assert_rdm_close(&what, m, &got.rdm(m), &want, 1e-5, (1e-6, 1e-5));
         }
         // The conventions survive the f32 GPU sums: the constant row (4) and the zero row (7).
         let corr = got.rdm(Measure::Correlation);
@@ -329,19 +335,8 @@ fn sketch_mode_matches_cpu_projection() {
                 (Measure::Euclidean, raw_ref.rdm(Measure::Euclidean)),
             ];
             for (m, want) in pairs {
-                let g = got.rdm(m);
-                let (atol, rtol) = if m == Measure::Euclidean {
-                    (1e-9, 1e-5)
-                } else {
-                    (2e-5, 0.0)
-                };
-                let (e, i, j) = worst(&g, &want, atol, rtol);
-                assert!(
-                    e <= 1.0,
-                    "D {d} {variant:?} {m:?} ({i}, {j}): {} vs CPU sketch {}",
-                    g.get(i, j),
-                    want.get(i, j)
-                );
+                let what = format!("D {d} {variant:?} against the CPU sketch:");
+                assert_rdm_close(&what, m, &got.rdm(m), &want, 2e-5, (1e-9, 1e-5));
             }
         }
     }
