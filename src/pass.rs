@@ -104,10 +104,13 @@ impl StatsPass {
                 ),
             ));
         }
-        let plan = self.batch_plan(gpu, n, labels)?;
+        self.begin_batch(gpu, n, labels)?;
         data.resize(self.batch * self.image_len, 0.0);
         gpu.write(&self.forward.input, &data);
-        plan.run(gpu)?;
+        self.plan
+            .as_ref()
+            .expect("recorded by begin_batch")
+            .run(gpu)?;
         self.taps
             .iter()
             .zip(&self.pooled_buffers)
@@ -118,11 +121,12 @@ impl StatsPass {
     /// The plan of one full batch as `run_batch` records it, for profiling (running it adds
     /// a full batch to the accumulators).
     pub fn profiled_plan(&mut self, gpu: &Gpu) -> Result<Plan> {
-        self.batch_plan(gpu, self.batch, None)
+        self.begin_batch(gpu, self.batch, None)?;
+        Ok(self.plan.clone().expect("recorded by begin_batch"))
     }
 
-    fn batch_plan(&mut self, gpu: &Gpu, n: usize, labels: Option<&[u32]>) -> Result<Plan> {
-        // Per-batch state (valid rows, labels) is written before the plan is submitted.
+    /// Write the per-batch state of `n` images and record the plan at the first batch.
+    fn begin_batch(&mut self, gpu: &Gpu, n: usize, labels: Option<&[u32]>) -> Result<()> {
         for k in 0..self.taps.len() {
             self.grams[k].begin_batch(gpu, n)?;
             self.stats[k].set_batch(gpu, n, labels)?;
@@ -146,7 +150,7 @@ impl StatsPass {
                     .unwrap_or_default())
             })?);
         }
-        Ok(self.plan.clone().expect("recorded above"))
+        Ok(())
     }
 }
 

@@ -585,8 +585,7 @@ impl GramAccumulator {
         if n == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
-        let bytes = gpu.read_bytes(&self.stats.buffer, 0, (n * 16) as u64)?;
-        let stats: Vec<f32> = bytemuck::cast_slice(&bytes).to_vec();
+        let stats = self.row_stats(gpu)?;
         let (first, end) = (self.row_offset, self.row_offset + n);
         let mut rows = Vec::with_capacity(n * self.width);
         for chunk in &self.store {
@@ -701,15 +700,20 @@ impl GramAccumulator {
     /// Exact squared norms of the centred vectors |x_i - mean_i|^2 (from the row statistics,
     /// also in sketch mode), e.g. to compare with the sketch's own estimate.
     pub fn centred_norms(&self, gpu: &Gpu) -> Result<Vec<f64>> {
+        Ok(self
+            .row_stats(gpu)?
+            .chunks(4)
+            .map(|s| s[2] as f64 - (s[1] as f64).powi(2) / self.dim as f64)
+            .collect())
+    }
+
+    /// The row statistics (a, t, u, 0) of the images seen so far, read back: [n, 4].
+    fn row_stats(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         if self.count == 0 {
             return Ok(Vec::new());
         }
         let bytes = gpu.read_bytes(&self.stats.buffer, 0, (self.count * 16) as u64)?;
-        let stats: &[f32] = bytemuck::cast_slice(&bytes);
-        Ok(stats
-            .chunks(4)
-            .map(|s| s[2] as f64 - (s[1] as f64).powi(2) / self.dim as f64)
-            .collect())
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 }
 
@@ -829,12 +833,7 @@ impl FlatSource<'_> {
     fn read_stats(&self) -> Result<GramStats> {
         let acc = self.acc;
         let (n, off) = (acc.count, acc.row_offset);
-        let stats: Vec<f32> = if n == 0 {
-            Vec::new()
-        } else {
-            let bytes = self.gpu.read_bytes(&acc.stats.buffer, 0, (n * 16) as u64)?;
-            bytemuck::cast_slice(&bytes).to_vec()
-        };
+        let stats = acc.row_stats(self.gpu)?;
         let tm = acc.variant.tile().0;
         let mut diag = Vec::with_capacity(n);
         let mut ye = Vec::with_capacity(n);
