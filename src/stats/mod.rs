@@ -2,6 +2,7 @@
 //! in f64 on the CPU, beside their CPU reference functions.
 //!
 //! - `spec`: the activity predicate and the histograms' bin edges (the definitions).
+//! - `joint`: the one joint histogram word per entry that `stats_tap` counts, split after the pass.
 //! - `tap`: `TapStats`, the GPU accumulators of one tap and the steps a plan runs at the tap.
 //! - `totals`: `TapTotals`, everything a pass yields for a tap (arrays and summary scalars).
 //! - `reference`: the same statistics computed on the CPU in f64, for tests.
@@ -14,6 +15,7 @@
 //! let totals = stats.finish(&gpu)?;
 //! ```
 
+pub mod joint;
 pub mod reference;
 pub mod spec;
 pub mod tap;

@@ -148,7 +148,7 @@ impl Default for LinearHistSpec {
 }
 
 /// Largest bin count either histogram accepts: each invocation of the statistics kernel keeps
-/// all histograms in 1024 private words (linear and positive bins together at most 760).
+/// all histograms in 1024 private words (linear and positive bins together at most 762).
 pub const MAX_BINS: usize = 759;
 
 fn check_bins(what: &str, lo: f64, hi: f64, bins: usize) -> Result<()> {

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::{Dispatch, Gpu, Step, Tensor, grid};
 use crate::model::TapInfo;
-use crate::stats::spec::{Bin, LOG_BINS, StatsConfig, log_mantissa_thresholds};
+use crate::stats::joint::{JointBins, LOG_WORDS};
+use crate::stats::spec::{Bin, StatsConfig, log_mantissa_thresholds};
 use crate::stats::totals::{Moments, RawCounts, TapTotals};
 
 /// Positions per work item (`CHUNK` in shaders/stats_tap_common.wgsl).
@@ -31,7 +32,6 @@ const HIST_WORDS: usize = 1024;
 const TAP_WORKGROUP_BYTES: u32 = (HIST_WORDS * 4 + CHUNK * WG * 8 + 48 * 4 + 48 * 8) as u32;
 const N_COUNTERS: usize = 6;
 const N_FLOATS: usize = 12;
-const LOG_WORDS: usize = LOG_BINS + 2;
 /// Words after `float_base` in the state: 10 float words, the two shifts, shifts_set, images
 /// (lo, hi).
 const STATE_TAIL: usize = 15;
@@ -46,7 +46,7 @@ struct TapMeta {
     groups: u32,
     row_words: u32,
     copy_words: u32,
-    _pad0: u32,
+    neg_base: u32,
     hist_bins: u32,
     pos_bins: u32,
     pred_abs: u32,
@@ -67,6 +67,10 @@ struct TapMeta {
     opaque: u32,
     sqrt_c: f32,
     shift_word: u32,
+    lin_pos_min: u32,
+    lin_neg_max: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 #[repr(C)]
@@ -98,7 +102,7 @@ struct Layout {
     chunk_len: usize,
     /// Workgroups of `stats_tap`, each writing one partial row.
     groups: usize,
-    /// Histogram words: linear (bins + 2), positive (bins + 1), log + and - (2 x 130).
+    /// Histogram words: the joint words of the three histograms (src/stats/joint.rs).
     copy_words: usize,
     /// Integer words of a row (histograms and counters), each folded into a u64.
     int_words: usize,
@@ -114,6 +118,7 @@ pub struct TapStats {
     channels: usize,
     batch: usize,
     config: StatsConfig,
+    joint: JointBins,
     layout: Layout,
     kernel: &'static str,
     edges: Tensor,
@@ -163,7 +168,7 @@ fn loop_safe_groups(
     // histograms, the final reductions; then per item: one iteration per channel block and
     // position, one per block, the Hoyer loop over the chunk.
     let fixed = 64 + c + 3 * (copy_words + 1) + (N_COUNTERS + 1) * (WG + 1) + 16;
-    let per_item = 1 + c.div_ceil(4 * WG) * (1 + chunk_len) + chunk_len.div_ceil(WG);
+    let per_item = 1 + c.div_ceil(4 * WG) * (1 + chunk_len) + chunk_len + chunk_len.div_ceil(WG);
     if fixed + per_item > LOOP_BUDGET {
         return Err(Error::shape(
             op,
@@ -240,14 +245,15 @@ impl TapStats {
         let chunk_len = p.div_ceil(chunks);
         let hb = config.hist.bins;
         let pb = config.hist_pos.bins;
-        let copy_words = (hb + 2) + (pb + 1) + 2 * LOG_WORDS;
-        // One more word takes the entries a histogram skips.
+        let joint = JointBins::new(&config.hist, &config.hist_pos);
+        let copy_words = joint.words();
+        // One more word takes the entries the histograms skip.
         if copy_words + 1 > HIST_WORDS {
             return Err(Error::Usage(format!(
                 "--hist with {hb} bins and --hist-pos with {pb} bins need {} histogram words per \
                  invocation; at most {HIST_WORDS} fit: use at most {} bins in the two together",
                 copy_words + 1,
-                HIST_WORDS - 1 - 2 * LOG_WORDS - 3
+                HIST_WORDS - 1 - (2 * LOG_WORDS + 1)
             )));
         }
         let groups = loop_safe_groups(&op, c, batch, chunks, chunk_len, copy_words, groups)?;
@@ -292,6 +298,7 @@ impl TapStats {
             channels: c,
             batch,
             config: config.clone(),
+            joint,
             layout,
             kernel: if c % 4 == 0 {
                 "stats_tap"
@@ -404,7 +411,7 @@ impl TapStats {
             groups: l.groups as u32,
             row_words: l.row_words as u32,
             copy_words: l.copy_words as u32,
-            _pad0: 0,
+            neg_base: self.joint.neg_base as u32,
             hist_bins: cfg.hist.bins as u32,
             pos_bins: cfg.hist_pos.bins as u32,
             pred_abs: cfg.predicate.uses_abs() as u32,
@@ -425,6 +432,10 @@ impl TapStats {
             opaque: 0,
             sqrt_c: (c as f32).sqrt(),
             shift_word: (l.float_base + 10) as u32,
+            lin_pos_min: self.joint.lin_pos_min as u32,
+            lin_neg_max: self.joint.lin_neg_max as u32,
+            _pad0: 0,
+            _pad1: 0,
         };
         let dummy = gpu.dummy();
         let hoyer = self.hoyer.as_ref().unwrap_or(&dummy);
@@ -529,18 +540,9 @@ impl TapStats {
         let pair = |i: usize| float(i) + float(i + 1);
 
         let hb = cfg.hist.bins;
-        let pb = cfg.hist_pos.bins;
-        let mut at = 0;
-        let mut take = |len: usize| {
-            let s = ints[at..at + len].to_vec();
-            at += len;
-            s
-        };
-        let mut hist = take(hb + 2);
-        let hist_pos = take(pb + 1);
-        let loghist_pos = take(LOG_WORDS);
-        let loghist_neg = take(LOG_WORDS);
-        let counters = take(N_COUNTERS);
+        let split = self.joint.split(&ints[..l.copy_words]);
+        let mut hist = split.hist;
+        let counters = &ints[l.copy_words..l.copy_words + N_COUNTERS];
         let (zeros, nans, pinf, ninf, htok, hexcl) = (
             counters[0],
             counters[1],
@@ -572,9 +574,9 @@ impl TapStats {
             posinf_count: pinf,
             neginf_count: ninf,
             hist,
-            hist_pos,
-            loghist_pos,
-            loghist_neg,
+            hist_pos: split.hist_pos,
+            loghist_pos: split.loghist_pos,
+            loghist_neg: split.loghist_neg,
             min: float(4),
             max: float(5),
             moments: Moments {
