@@ -45,11 +45,13 @@
 // branch-free: every entry makes exactly one histogram update, at the joint word of its
 // linear, positive and log bins (src/stats/joint.rs; one increment instead of three took this
 // kernel from 400 to 326 ms per ResNet-50 batch of 8 on lavapipe), entries no histogram counts
-// (zeros, NaN, channels past C) going to a discard word; zeros are counted in registers and put into their linear bin by the host.
+// (zeros, NaN, channels past C) going to a discard word; zeros are counted in registers and
+// put into their linear bin by the host.
 // The per-token Hoyer partials of a channel block accumulate in a private array indexed by
 // the position (the same index in every lane, so no gather), copied once per item to workgroup
 // memory for the cross-lane sum (kept in workgroup memory per block it cost 451 vs 400 ms).
-// Bins are computed without loads where the edges allow, and are exact (src/stats/spec.rs), i.e. equal to comparisons with the f64 edges:
+// Bins are computed without loads where the edges allow, and are exact (src/stats/spec.rs),
+// i.e. equal to comparisons with the f64 edges:
 //   linear, width a power of two and lo a multiple of it (the default): floor(x * scale) and
 //     edges rebuilt exactly in f32 as (lo_units + b) * width; otherwise (HIST_TABLE) the f32
 //     edge table, whose values make f32 comparisons equal the f64 ones;
