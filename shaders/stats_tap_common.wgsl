@@ -79,6 +79,8 @@ struct Meta {
 // is compiled out.
 override HIST_TABLE: bool = false;
 override POS_TABLE: bool = false;
+// The linear histogram's power-of-two width is at most 1, so x * scale never loses bits.
+override HIST_EXACT: bool = false;
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(2) var<storage, read> batch: array<u32>;
@@ -172,22 +174,22 @@ fn df_of4(s: vec4<f32>, c: vec4<f32>) -> vec2<f32> {
 fn linear_word(x: f32) -> u32 {
     let last = i32(params.hist_bins) - 1;
     var b: i32;
-    var below: bool;
-    var above: bool;
     if (HIST_TABLE) {
         let t = clamp((x - params.hist_lo) * params.hist_scale, -1.0, f32(params.hist_bins));
         b = clamp(i32(floor(t)), 0, last);
-        below = x < edges[b];
-        above = x >= edges[b + 1];
+        b = clamp(b - select(0, 1, x < edges[b]) + select(0, 1, x >= edges[b + 1]), 0, last);
     } else {
-        // x * scale is exact (a power of two) unless it underflows, which the edge test fixes.
+        // x * scale is exact (a power of two): floor gives the bin, unless the product
+        // underflows (scale < 1 only), which the edge test fixes; with scale >= 1
+        // (HIST_EXACT, the default) there is nothing to fix (an overflow is clamped, and the
+        // selects below place it).
         let t = clamp(x * params.hist_scale, -16777216.0, 16777216.0);
         b = clamp(i32(floor(t)) - params.hist_lo_units, 0, last);
-        let e = f32(params.hist_lo_units + b) * params.hist_width;
-        below = x < e;
-        above = x >= e + params.hist_width;
+        if (!HIST_EXACT) {
+            let e = f32(params.hist_lo_units + b) * params.hist_width;
+            b = clamp(b - select(0, 1, x < e) + select(0, 1, x >= e + params.hist_width), 0, last);
+        }
     }
-    b = clamp(b - select(0, 1, below) + select(0, 1, above), 0, last);
     let w = select(u32(b) + 1u, params.hist_bins + 1u, x >= params.hist_hi);
     return select(w, 0u, x < params.hist_lo);
 }

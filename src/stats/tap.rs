@@ -402,6 +402,10 @@ impl TapStats {
         let constants = [
             ("HIST_TABLE", pow2.is_none() as u8 as f64),
             ("POS_TABLE", pos_split.is_none() as u8 as f64),
+            (
+                "HIST_EXACT",
+                pow2.is_some_and(|(_, w)| w <= 1.0) as u8 as f64,
+            ),
         ];
         let meta = TapMeta {
             positions: p as u32,
