@@ -52,9 +52,10 @@
 // memory for the cross-lane sum (kept in workgroup memory per block it cost 451 vs 400 ms).
 // Bins are computed without loads where the edges allow, and are exact (src/stats/spec.rs),
 // i.e. equal to comparisons with the f64 edges:
-//   linear, width a power of two and lo a multiple of it (the default): floor(x * scale) and
-//     edges rebuilt exactly in f32 as (lo_units + b) * width; otherwise (HIST_TABLE) the f32
-//     edge table, whose values make f32 comparisons equal the f64 ones;
+//   linear, width a power of two and lo a multiple of it (the default): floor(x * scale),
+//     exact when the width is at most 1 (HIST_EXACT, the default), else checked against edges
+//     rebuilt exactly in f32 as (lo_units + b) * width; otherwise (HIST_TABLE) the f32 edge
+//     table, whose values make f32 comparisons equal the f64 ones;
 //   positive, scale = bins / hi exact in f32 (the default 10): x * scale as an exact
 //     product p + e (Dekker, no FMA: llvmpipe does not fuse), compared with the integers;
 //     otherwise (POS_TABLE) the edge table;
