@@ -33,7 +33,6 @@ struct Meta {
     out_h: u32, out_w: u32, n: u32, kernel_h: u32,
     kernel_w: u32, stride: u32, dilation: u32, pad_top: u32,
     pad_left: u32, groups: u32, m: u32, k: u32,
-    has_bias: u32, has_scale: u32, has_res: u32, act: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
@@ -84,6 +83,7 @@ fn row_block(v: f32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
 fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
+    epilogue_bindings();
     let cin_g = params.cin / params.groups;
     let g4 = params.n / params.groups / 4u;
     let n4 = params.n / 4u;

@@ -20,7 +20,6 @@ struct Meta {
     out_h: u32, out_w: u32, n: u32, kernel_h: u32,
     kernel_w: u32, stride: u32, dilation: u32, pad_top: u32,
     pad_left: u32, groups: u32, m: u32, k: u32,
-    has_bias: u32, has_scale: u32, has_res: u32, act: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
@@ -42,6 +41,7 @@ var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
 fn conv2d_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
                 @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    epilogue_bindings();
     let cin_g = params.cin / params.groups;
     let cout_g = params.n / params.groups;
     let g = wid.z;

@@ -18,7 +18,6 @@ struct Meta {
     batch: u32, height: u32, width: u32, n: u32,
     out_h: u32, out_w: u32, kernel_h: u32, kernel_w: u32,
     stride: u32, dilation: u32, pad_top: u32, pad_left: u32,
-    has_bias: u32, has_scale: u32, has_res: u32, act: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
@@ -47,6 +46,7 @@ fn store(pixel: u32, c4: u32, n4: u32, acc: vec4<f32>) {
 @compute @workgroup_size(64)
 fn depthwise_conv2d(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    epilogue_bindings();
     let i = gid.x + gid.y * nwg.x * 64u;
     let n4 = params.n / 4u;
     let strips = (params.out_w + STRIP - 1u) / STRIP;

@@ -35,7 +35,6 @@
 
 struct Meta {
     m: u32, n: u32, k: u32, a_stride: u32,
-    has_bias: u32, has_scale: u32, has_res: u32, act: u32,
     a_batch: u32, b_batch: u32, _p0: u32, _p1: u32,
 }
 
@@ -76,6 +75,7 @@ fn store_row(base: u32, row: u32, col: u32, acc: vec4<f32>) {
 fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
+    epilogue_bindings();
     let n4 = params.n / 4u;
     let col_groups = (n4 + 7u) / 8u;
     let row_groups = (params.m + ROWS - 1u) / ROWS;

@@ -10,7 +10,6 @@
 
 struct Meta {
     m: u32, n: u32, k: u32, a_stride: u32,
-    has_bias: u32, has_scale: u32, has_res: u32, act: u32,
     a_batch: u32, b_batch: u32, _p0: u32, _p1: u32,
 }
 
@@ -32,6 +31,7 @@ var<workgroup> b_tile: array<f32, 1024>; // [TK][TN]
 @compute @workgroup_size(16, 16)
 fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
                 @builtin(workgroup_id) wid: vec3<u32>) {
+    epilogue_bindings();
     let row0 = wid.y * TM;
     let col0 = wid.x * TN;
     let tid = lid.y * 16u + lid.x;

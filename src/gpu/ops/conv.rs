@@ -250,10 +250,6 @@ struct ConvMeta {
     groups: u32,
     m: u32,
     k: u32,
-    has_bias: u32,
-    has_scale: u32,
-    has_res: u32,
-    act: u32,
 }
 
 #[repr(C)]
@@ -271,10 +267,6 @@ struct DepthwiseMeta {
     dilation: u32,
     pad_top: u32,
     pad_left: u32,
-    has_bias: u32,
-    has_scale: u32,
-    has_res: u32,
-    act: u32,
 }
 
 /// The kernels that compute a convolution; `conv2d()` picks one, `conv2d_with()` takes it.
@@ -468,17 +460,19 @@ pub fn conv2d_with(
             dilation: s.dilation as u32,
             pad_top: pad_top as u32,
             pad_left: pad_left as u32,
-            has_bias: epilogue.bias.is_some() as u32,
-            has_scale: epilogue.scale.is_some() as u32,
-            has_res: epilogue.residual.is_some() as u32,
-            act: epilogue.act.code(),
         };
         // One invocation per 4 channels of 4 adjacent output pixels (the kernel's STRIP).
         let invocations = s.batch * oh * ow.div_ceil(4) * (s.cout / 4);
         let groups = grid(gpu, invocations.div_ceil(64));
-        return Ok(
-            Dispatch::new(gpu, "depthwise_conv2d", &[], &meta, &tensors, groups)?.with_flops(flops),
-        );
+        return Ok(Dispatch::new(
+            gpu,
+            "depthwise_conv2d",
+            &epilogue.constants(),
+            &meta,
+            &tensors,
+            groups,
+        )?
+        .with_flops(flops));
     }
     let meta = ConvMeta {
         batch: s.batch as u32,
@@ -497,10 +491,6 @@ pub fn conv2d_with(
         groups: s.groups as u32,
         m: m as u32,
         k: s.gemm_k() as u32,
-        has_bias: epilogue.bias.is_some() as u32,
-        has_scale: epilogue.scale.is_some() as u32,
-        has_res: epilogue.residual.is_some() as u32,
-        act: epilogue.act.code(),
     };
     let cout_g = s.cout / s.groups;
     let (kernel, groups) = match variant {
@@ -527,7 +517,10 @@ pub fn conv2d_with(
             ),
         ),
     };
-    Ok(Dispatch::new(gpu, kernel, &[], &meta, &tensors, groups)?.with_flops(flops))
+    Ok(
+        Dispatch::new(gpu, kernel, &epilogue.constants(), &meta, &tensors, groups)?
+            .with_flops(flops),
+    )
 }
 
 /// The depthwise convolution (groups == Cin == Cout, C % 4 == 0) with its fused epilogue;

@@ -92,6 +92,18 @@ pub struct Epilogue<'a> {
     pub act: Act,
 }
 
+impl Epilogue<'_> {
+    /// The pipeline constants that select the epilogue's terms (shaders/epilogue.wgsl).
+    pub fn constants(&self) -> [(&'static str, f64); 4] {
+        [
+            ("HAS_BIAS", self.bias.is_some() as u8 as f64),
+            ("HAS_SCALE", self.scale.is_some() as u8 as f64),
+            ("HAS_RES", self.residual.is_some() as u8 as f64),
+            ("ACT", self.act.code() as f64),
+        ]
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct MatmulMeta {
@@ -99,10 +111,6 @@ struct MatmulMeta {
     n: u32,
     k: u32,
     a_stride: u32,
-    has_bias: u32,
-    has_scale: u32,
-    has_res: u32,
-    act: u32,
     /// Elements between consecutive batch items in A and in B (0 for one matmul).
     a_batch: u32,
     b_batch: u32,
@@ -390,10 +398,6 @@ pub fn matmul_batched(
             n: n as u32,
             k: k as u32,
             a_stride: a_stride as u32,
-            has_bias: epilogue.bias.is_some() as u32,
-            has_scale: epilogue.scale.is_some() as u32,
-            has_res: epilogue.residual.is_some() as u32,
-            act: epilogue.act.code(),
             a_batch: a_batch as u32,
             b_batch: b_batch as u32,
             _pad: [0; 2],
@@ -426,6 +430,8 @@ pub fn matmul_batched(
             (*meta, tensors, *groups)
         })
         .collect();
-    Ok(Dispatch::split(gpu, variant.kernel(), &[], &launches)?
-        .with_flops(2 * (z * m * n * k) as u64))
+    Ok(
+        Dispatch::split(gpu, variant.kernel(), &epilogue.constants(), &launches)?
+            .with_flops(2 * (z * m * n * k) as u64),
+    )
 }
