@@ -9,15 +9,16 @@
 // each term only when its pipeline constant is set. `scale` is LayerScale (ViT, ConvNeXt); `res`
 // the residual stream (ResNet adds it before its ReLU, ViTs after LayerScale with act = none).
 //
-// The terms and the activation are pipeline constants (ops::Epilogue::constants), not uniform
+// The terms and the activation are pipeline constants (ops::Epilogue::constants sets all four;
+// the defaults, a bare product, only let the kernels compile alone), not uniform
 // flags: llvmpipe runs both sides of every branch under a lane mask, so with a uniform
 // activation code every store computed all five activations (erf, exp, tanh included).
 // Compiled out instead, ResNet-50's convolutions and matmuls ran 6-11% faster (lavapipe).
 
-override HAS_BIAS: bool;
-override HAS_SCALE: bool;
-override HAS_RES: bool;
-override ACT: u32;
+override HAS_BIAS: bool = false;
+override HAS_SCALE: bool = false;
+override HAS_RES: bool = false;
+override ACT: u32 = 0u;
 
 const ACT_NONE: u32 = 0u;
 const ACT_RELU: u32 = 1u;
