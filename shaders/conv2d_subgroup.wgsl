@@ -10,18 +10,20 @@
 // Bindings: 0 params (Meta, as conv2d_tiled); 1 x [B, H, W, Cin]; 2 w [kh, kw, cin_g, Cout]
 //           read as vec4 (cout_g % 4 == 0); 3 bias [Cout]; 4 scale [Cout]; 5 res [M, Cout];
 //           6 out [M, Cout].
-// Grid: groups * ceil(cout_g / 32) * ceil(M / 24) workgroups in any grid shape (linear index
+// Grid: groups * ceil(cout_g / 32) * ceil(M / 48) workgroups in any grid shape (linear index
 // wid.x + wid.y * nwg.x; workgroups past the end return, but the grid is exact: on lavapipe a
 // surplus workgroup runs the whole kernel masked off). A workgroup is exactly one subgroup
 // of 8 lanes (ops::conv2d only routes here when the adapter's subgroup size is fixed at 8) and
-// owns 24 output pixels x 32 output channels: lane l holds the vec4 of channels 4l..4l+3 for
-// the 24 pixels. The K loop runs over the kernel taps (ky, kx), where each pixel's input
+// owns 48 output pixels x 32 output channels: lane l holds the vec4 of channels 4l..4l+3 for
+// the 48 pixels. The K loop runs over the kernel taps (ky, kx), where each pixel's input
 // address is computed once, then over its channels 8 at a time: lane l loads channel ci0 + l
-// of each of the 24 pixels and subgroupBroadcast hands every lane each of them, as in
-// matmul_subgroup (32 vec4-component loads of w and 24 of x per 24 x 32 x 8 multiply-adds).
+// of each of the 48 pixels and subgroupBroadcast hands every lane each of them, as in
+// matmul_subgroup (32 vec4-component loads of w and 48 of x per 48 x 32 x 8 multiply-adds).
 // Channels past the last multiple of 8 (all of them for a 3-channel stem) are read by every
 // lane itself. Pixels per workgroup on lavapipe (Mesa 22.3, 2-core Xeon), 3x3 128->128 28x28
-// at batch 8 (benches/kernels.rs): 8 pixels 88 ms, 16 75, 24 64, 32 64.
+// at batch 8 (benches/kernels.rs): 8 pixels 88 ms, 16 75, 24 64, 32 64; again after the
+// epilogue became pipeline constants: 24 60-65 ms, 32 56, 48 54, 64 56 (ResNet-50's
+// convolutions at batch 8, runs alternated with 24: 1547-1637 ms per batch against 1708-1717).
 // Reference: PyTorch Conv2d (cross-correlation); the GEMM micro-kernel of matmul_subgroup.
 //
 // Every load index is in range: pixels past M are clamped to M - 1 (their stores are skipped),
@@ -44,7 +46,7 @@ struct Meta {
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 // Output pixels per workgroup; ops::conv::SUBGROUP_PIXELS must match (a unit test checks).
-const PIXELS: u32 = 24u;
+const PIXELS: u32 = 48u;
 
 // The receptive field origin of output pixel `row` (clamped to the last one):
 // (b * H, oy * stride - pad_top, ox * stride - pad_left).
@@ -98,7 +100,7 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let c4 = (t % col_groups) * 8u + lane;
     let c4_load = g * g4 + min(c4, g4 - 1u);
     let chan0 = g * cin_g;
-    //#repeat r 24
+    //#repeat r 48
     let o{r} = origin(row0 + {r}u);
     var acc{r} = vec4<f32>(0.0);
     //#end
@@ -108,13 +110,13 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         let dy = i32(ky * params.dilation);
         for (var kx = 0u; kx < params.kernel_w; kx++) {
             let dx = i32(kx * params.dilation);
-            //#repeat r 24
+            //#repeat r 48
             let p{r} = tap_offset(o{r}, dy, dx, chan0);
             //#end
             let krow = (ky * params.kernel_w + kx) * cin_g;
             for (var ci0 = 0u; ci0 < ci_full; ci0 += 8u) {
                 let c = ci0 + lane;
-                //#repeat r 24
+                //#repeat r 48
                 let v{r} = load(p{r}, c);
                 //#end
                 let bi = (krow + ci0) * n4 + c4_load;
@@ -126,13 +128,13 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                 let b5 = w[bi + 5u * n4];
                 let b6 = w[bi + 6u * n4];
                 let b7 = w[bi + 7u * n4];
-                //#repeat r 24
+                //#repeat r 48
                 acc{r} += row_block(v{r}, b0, b1, b2, b3, b4, b5, b6, b7);
                 //#end
             }
             for (var ci = ci_full; ci < cin_g; ci++) {
                 let bv = w[(krow + ci) * n4 + c4_load];
-                //#repeat r 24
+                //#repeat r 48
                 acc{r} += load(p{r}, ci) * bv;
                 //#end
             }
@@ -141,7 +143,7 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
 
     if (c4 >= g4) { return; }
     let col = (g * g4 + c4) * 4u;
-    //#repeat r 24
+    //#repeat r 48
     store_row(row0 + {r}u, col, acc{r});
     //#end
 }

@@ -20,7 +20,7 @@ use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// Output pixels per workgroup of conv2d_subgroup (its `PIXELS`; a unit test checks they
 /// agree). The grid must be exact: see `ops::SUBGROUP_ROWS`.
-pub const SUBGROUP_PIXELS: usize = 24;
+pub const SUBGROUP_PIXELS: usize = 48;
 
 /// The geometry of one 2-D convolution over an NHWC batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
