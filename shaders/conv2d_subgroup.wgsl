@@ -9,7 +9,7 @@
 //
 // Bindings: 0 params (Meta, as conv2d_tiled); 1 x [B, H, W, Cin]; 2 w [kh, kw, cin_g, Cout]
 //           read as vec4 (cout_g % 4 == 0); 3 bias [Cout]; 4 scale [Cout]; 5 res [M, Cout];
-//           6 out [M, Cout].
+//           6 out [M, Cout], the last four as vec4 (epilogue_vec4.wgsl).
 // Grid: groups * ceil(cout_g / 32) * ceil(M / 48) workgroups in any grid shape (linear index
 // wid.x + wid.y * nwg.x; workgroups past the end return, but the grid is exact: on lavapipe a
 // surplus workgroup runs the whole kernel masked off). A workgroup is exactly one subgroup
@@ -40,10 +40,10 @@ struct Meta {
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> scale: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> scale: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
 // Output pixels per workgroup; ops::conv::SUBGROUP_PIXELS must match (a unit test checks).
 const PIXELS: u32 = 48u;
@@ -142,17 +142,13 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     if (c4 >= g4) { return; }
-    let col = (g * g4 + c4) * 4u;
+    let col4 = g * g4 + c4;
     //#repeat r 48
-    store_row(row0 + {r}u, col, acc{r});
+    store_row(row0 + {r}u, col4, acc{r});
     //#end
 }
 
-fn store_row(row: u32, col: u32, acc: vec4<f32>) {
+fn store_row(row: u32, c4: u32, acc: vec4<f32>) {
     if (row >= params.m) { return; }
-    let o = row * params.n + col;
-    out[o] = epilogue(acc.x, row, col);
-    out[o + 1u] = epilogue(acc.y, row, col + 1u);
-    out[o + 2u] = epilogue(acc.z, row, col + 2u);
-    out[o + 3u] = epilogue(acc.w, row, col + 3u);
+    out[row * (params.n / 4u) + c4] = epilogue4(acc, row, c4);
 }

@@ -6,7 +6,7 @@
 //
 // Bindings: 0 params (Meta); 1 x [B, H, W, C] read as vec4 (C % 4 == 0); 2 w [kh, kw, C] as
 //           vec4 (`ops::conv_weight_layout` with cin_g = 1); 3 bias [C]; 4 scale [C];
-//           5 res [B * Ho * Wo, C]; 6 out [B, Ho, Wo, C] as vec4.
+//           5 res [B * Ho * Wo, C]; 6 out [B, Ho, Wo, C]; all as vec4 (epilogue_vec4.wgsl).
 // Grid: ceil(B * Ho * ceil(Wo / 4) * C / 4 / 64) workgroups of 64 split by `grid()`. One
 // invocation computes 4 channels (a vec4) of 4 horizontally adjacent output pixels, so each
 // weight vec4 is loaded once for 4 outputs; consecutive invocations take consecutive channel
@@ -23,9 +23,9 @@ struct Meta {
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> scale: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> scale: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
 const STRIP: u32 = 4u;
@@ -38,9 +38,7 @@ fn load(row: u32, ix: i32, c4: u32, n4: u32) -> vec4<f32> {
 }
 
 fn store(pixel: u32, c4: u32, n4: u32, acc: vec4<f32>) {
-    let c = c4 * 4u;
-    out[pixel * n4 + c4] = vec4<f32>(epilogue(acc.x, pixel, c), epilogue(acc.y, pixel, c + 1u),
-                                     epilogue(acc.z, pixel, c + 2u), epilogue(acc.w, pixel, c + 3u));
+    out[pixel * n4 + c4] = epilogue4(acc, pixel, c4);
 }
 
 @compute @workgroup_size(64)

@@ -1,12 +1,15 @@
 // Shared prelude (prepended by the shader registry, never compiled alone): the activation
-// functions and the fused epilogue of matmul and convolution kernels.
-//
-// A kernel that uses `epilogue` declares, under these names:
-//   params.n   (a u32 field of its Meta)
-//   bias: array<f32> [N], scale: array<f32> [N], res: array<f32> [M, N]  (read-only storage)
-// calls `epilogue_bindings()` in its entry point, and computes
+// functions and the pipeline constants of the fused epilogue of matmul and convolution kernels,
 //   out[row, col] = act(scale[col] * (acc + bias[col]) + res[row, col]),
-// each term only when its pipeline constant is set. `scale` is LayerScale (ViT, ConvNeXt); `res`
+// each term only when its pipeline constant is set. The epilogue itself comes in one of two
+// forms, each a prelude that follows this one: epilogue_f32.wgsl (one output at a time, the
+// bindings declared as array<f32>) and epilogue_vec4.wgsl (four adjacent columns at a time, the
+// bindings declared as array<vec4<f32>>).
+//
+// A kernel with an epilogue declares, under these names:
+//   params.n   (a u32 field of its Meta)
+//   bias [N], scale [N], res [M, N]  (read-only storage, element type as its form says)
+// and calls `epilogue_bindings()` in its entry point. `scale` is LayerScale (ViT, ConvNeXt); `res`
 // the residual stream (ResNet adds it before its ReLU, ViTs after LayerScale with act = none).
 //
 // The terms and the activation are pipeline constants (ops::Epilogue::constants sets all four;
@@ -49,14 +52,6 @@ fn activate(v: f32, act: u32) -> f32 {
         }
         default: { return v; }
     }
-}
-
-fn epilogue(acc: f32, row: u32, col: u32) -> f32 {
-    var v = acc;
-    if (HAS_BIAS) { v += bias[col]; }
-    if (HAS_SCALE) { v *= scale[col]; }
-    if (HAS_RES) { v += res[row * params.n + col]; }
-    return activate(v, ACT);
 }
 
 // Keeps the three bindings in the pipeline layout when their terms are compiled out (the host

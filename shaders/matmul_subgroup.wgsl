@@ -3,8 +3,8 @@
 // arithmetic, limit speed: every storage load is done lane by lane (../shared/GPU-NOTES.md).
 //
 // Bindings: 0 params (Meta); 1 a [rows at a_stride]; 2 b [K, N] read as vec4 (needs N % 4 == 0);
-//           3 bias [N]; 4 scale [N]; 5 res [M, N]; 6 out [M, N]. Meta and epilogue as in
-//           matmul_tiled.
+//           3 bias [N]; 4 scale [N]; 5 res [M, N]; 6 out [M, N], the last four as vec4
+//           (epilogue_vec4.wgsl). Meta and epilogue as in matmul_tiled.
 // Grid: ceil(N / 32) * ceil(M / 48) workgroups in any grid shape (linear index
 // wid.x + wid.y * nwg.x; workgroups past the end return), times the batch in z: item z reads A
 // from element z * a_batch and B from z * b_batch, and writes rows z * M.. of out (and res).
@@ -41,10 +41,10 @@ struct Meta {
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> scale: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> scale: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
 const ROWS: u32 = 48u;
 // Column blocks (of 32 columns) per panel of the workgroup order; a tuning knob.
@@ -60,15 +60,11 @@ fn row_block(x: f32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
          + subgroupBroadcast(x, 6u) * b6 + subgroupBroadcast(x, 7u) * b7;
 }
 
-// `base` is the first output row of this batch item (z * M).
-fn store_row(base: u32, row: u32, col: u32, acc: vec4<f32>) {
+// `base` is the first output row of this batch item (z * M); `c4` the vec4 column.
+fn store_row(base: u32, row: u32, c4: u32, acc: vec4<f32>) {
     if (row >= params.m) { return; }
     let r = base + row;
-    let o = r * params.n + col;
-    out[o] = epilogue(acc.x, r, col);
-    out[o + 1u] = epilogue(acc.y, r, col + 1u);
-    out[o + 2u] = epilogue(acc.z, r, col + 2u);
-    out[o + 3u] = epilogue(acc.w, r, col + 3u);
+    out[r * (params.n / 4u) + c4] = epilogue4(acc, r, c4);
 }
 
 @compute @workgroup_size(8)
@@ -129,8 +125,7 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     if (c4 >= n4) { return; }
-    let col = c4 * 4u;
     //#repeat r 48
-    store_row(base, row0 + {r}u, col, acc{r});
+    store_row(base, row0 + {r}u, c4, acc{r});
     //#end
 }

@@ -14,6 +14,8 @@
 //! repeats the lines between the markers for r = 0..4, replacing `{r}` with the number.
 
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
+const EPILOGUE_F32: &str = include_str!("../../shaders/epilogue_f32.wgsl");
+const EPILOGUE_VEC4: &str = include_str!("../../shaders/epilogue_vec4.wgsl");
 const STATS_TAP_COMMON: &str = include_str!("../../shaders/stats_tap_common.wgsl");
 const ROWS_VEC4: &str = include_str!("../../shaders/rows_vec4.wgsl");
 const ROWS_SCALAR: &str = include_str!("../../shaders/rows_scalar.wgsl");
@@ -31,8 +33,8 @@ macro_rules! kernels {
 }
 
 kernels! {
-    "matmul_tiled" + EPILOGUE,
-    "matmul_subgroup" + EPILOGUE,
+    "matmul_tiled" + EPILOGUE + EPILOGUE_F32,
+    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4,
     "layernorm",
     "attention",
     "attention_heads",
@@ -40,9 +42,9 @@ kernels! {
     "attention_merge",
     "patch_im2col",
     "vit_tokens",
-    "conv2d_tiled" + EPILOGUE,
-    "conv2d_subgroup" + EPILOGUE,
-    "depthwise_conv2d" + EPILOGUE,
+    "conv2d_tiled" + EPILOGUE + EPILOGUE_F32,
+    "conv2d_subgroup" + EPILOGUE + EPILOGUE_VEC4,
+    "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4,
     "avg_pool2d",
     "max_pool2d",
     "global_avg_pool",
