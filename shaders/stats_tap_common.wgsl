@@ -5,7 +5,7 @@
 //   per (image, position chunk, channel): the count of active entries and the sum of values
 //     (firing counts, "active in the image", pooled means);
 //   per workgroup: the linear, positive-only and log2 histograms, counts of zeros, NaN, +Inf
-//     and -Inf, the compensated sums of (x - shift) and (x - shift)^2 over finite entries,
+//     and -Inf (counted as histogram words too, see below), the compensated sums of (x - shift) and (x - shift)^2 over finite entries,
 //     min and max over finite entries, and per-token Hoyer sparsity (its shifted sum and sum of
 //     squares, and the per-token values themselves when `write_hoyer` is set).
 // Definitions: ../shared/DESIGN.md "Statistic definitions"; CPU reference: src/stats/reference.rs.
@@ -44,9 +44,11 @@
 // code behind a never-taken branch cost 5x the rest of the pass), so the loop over positions is
 // branch-free: every entry makes exactly one histogram update, at the joint word of its
 // linear, positive and log bins (src/stats/joint.rs; one increment instead of three took this
-// kernel from 400 to 326 ms per ResNet-50 batch of 8 on lavapipe), entries no histogram counts
-// (zeros, NaN, channels past C) going to a discard word; zeros are counted in registers and
-// put into their linear bin by the host.
+// kernel from 400 to 326 ms per ResNet-50 batch of 8 on lavapipe). Zeros, NaN, +Inf and -Inf
+// go to four words of their own after the joint words, which become the row's first four
+// counters (the host puts zeros and infinities into their bins), and idle lanes' entries to a
+// discard word after those: one more select per entry instead of four vec4 counters (those
+// cost 6% of this kernel on ResNet-50).
 // The per-token Hoyer partials of a channel block accumulate in a private array indexed by
 // the position (the same index in every lane, so no gather), copied once per item to workgroup
 // memory for the cross-lane sum (kept in workgroup memory per block it cost 451 vs 400 ms).
@@ -96,9 +98,12 @@ const WG: u32 = 8u;
 // Positions per work item: the Hoyer scratch holds one (|x|_1, |x|_2^2) partial per position and
 // lane. Must match CHUNK in src/stats/tap.rs.
 const CHUNK: u32 = 64u;
-// Private histogram words: copy_words + 1 (a discard word) <= HIST_WORDS, checked by the host.
+// Private histogram words: copy_words joint words, the SPECIAL words (zeros, NaN, +Inf, -Inf)
+// and a discard word; copy_words + SPECIAL + 1 <= HIST_WORDS, checked by the host.
 const HIST_WORDS: u32 = 1024u;
-// Per-workgroup integer counters, in this order after the histogram words of a row.
+const SPECIAL: u32 = 4u;
+// Per-workgroup integer counters, in this order after the histogram words of a row: the SPECIAL
+// words, then the Hoyer token counts (included, excluded).
 const N_COUNTERS: u32 = 6u;
 // Float words after the counters: s1 (hi, lo), s2 (hi, lo), min, max, h1 (hi, lo), h2 (hi, lo),
 // the shifts of the values and of Hoyer.
@@ -114,7 +119,7 @@ var<private> hist_words: array<u32, HIST_WORDS>;
 var<workgroup> hist: array<atomic<u32>, HIST_WORDS>;
 var<workgroup> tok: array<vec2<f32>, 512>; // CHUNK * WG
 var<private> tokp: array<vec2<f32>, CHUNK>;
-var<workgroup> red_u: array<u32, 48>; // WG * N_COUNTERS
+var<workgroup> red_u: array<u32, 16>; // WG * (N_COUNTERS - SPECIAL)
 var<workgroup> red_f: array<vec2<f32>, 48>; // WG * 6 (s1, s2, minmax, h1, h2, unused)
 
 fn inf() -> f32 { return bitcast<f32>(INF_BITS); }
@@ -241,17 +246,21 @@ fn log_word(a: u32) -> u32 {
 // The one histogram update of an entry, unconditionally (see the header): the joint word of
 // its linear, positive and log words (src/stats/joint.rs: each is nondecreasing in x on either
 // side of zero, so their sum names all three, and the host splits the counts after the pass);
-// zeros, NaN and idle channels go to the discard word (copy_words). The clamps only keep the
-// word in its region should an adapter flush denormals to zero.
+// zeros, NaN, +Inf and -Inf go to the words copy_words + 0..3 and idle channels to the discard
+// word copy_words + 4. The clamps only keep the word in its region should an adapter flush
+// denormals to zero.
 fn scatter(x: f32, ok: bool) {
     let a = bitcast<u32>(x) & ABS_MASK;
-    let counted = ok && a != 0u && a <= INF_BITS;
+    let pos = x > 0.0;
     let lw = linear_word(x);
     let gw = log_word(a);
     let up = clamp(lw, params.lin_pos_min, params.hist_bins + 1u) - params.lin_pos_min
         + pos_word(x) + gw;
     let down = params.neg_base + min(lw, params.lin_neg_max) + (LOG_WORDS - 1u - gw);
-    hist_words[select(params.copy_words, select(down, up, x > 0.0), counted)] += 1u;
+    let special = params.copy_words
+        + select(select(select(select(3u, 2u, pos), 1u, a > INF_BITS), 0u, a == 0u), SPECIAL, !ok);
+    let counted = ok && a != 0u && a < INF_BITS;
+    hist_words[select(special, select(down, up, pos), counted)] += 1u;
 }
 
 // The shifts subtracted before summing moments, (values, Hoyer): the first batch takes the
@@ -305,22 +314,19 @@ fn tap_stats(lane: u32, wid: u32) {
     _ = &edges;
     let n_valid = batch[0];
     let items = n_valid * params.chunks;
-    for (var w = 0u; w <= params.copy_words; w++) {
+    let words = params.copy_words + SPECIAL;
+    for (var w = 0u; w <= words; w++) {
         hist_words[w] = 0u;
     }
     let C = params.channels;
     let shifts = moment_shifts(n_valid);
     let shift = shifts.x;
 
-    for (var w = lane; w < params.copy_words; w += WG) {
+    for (var w = lane; w < words; w += WG) {
         atomicStore(&hist[w], 0u);
     }
     workgroupBarrier();
 
-    var zeros = vec4<u32>(0u);
-    var nans = vec4<u32>(0u);
-    var pinfs = vec4<u32>(0u);
-    var ninfs = vec4<u32>(0u);
     var s1 = vec4<f32>(0.0);
     var c1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0);
@@ -359,11 +365,6 @@ fn tap_stats(lane: u32, wid: u32) {
                 let fin = ab < vec4<u32>(INF_BITS);
                 let y = select(x, abs(x), use_abs);
                 cnt += select(vec4<u32>(0u), vec4<u32>(1u), ok & !nan & (y > thr));
-                zeros += select(vec4<u32>(0u), vec4<u32>(1u), ok & (ab == vec4<u32>(0u)));
-                nans += select(vec4<u32>(0u), vec4<u32>(1u), ok & nan);
-                let isinf = ok & (ab == vec4<u32>(INF_BITS));
-                pinfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x > vec4<f32>(0.0)));
-                ninfs += select(vec4<u32>(0u), vec4<u32>(1u), isinf & (x < vec4<f32>(0.0)));
                 pool += select(vec4<f32>(0.0), x, ok);
                 let f = ok & fin;
                 // x - shift as an exact pair (d, dl): when the shift is large next to x, the
@@ -427,22 +428,18 @@ fn tap_stats(lane: u32, wid: u32) {
         workgroupBarrier();
     }
 
-    // Merge the invocations' histograms, then their counters and sums, into this workgroup's row.
+    // Merge the invocations' histograms (with the SPECIAL counters after them), then the other
+    // counters and sums, into this workgroup's row.
     let row = wid * params.row_words;
-    for (var w = 0u; w < params.copy_words; w++) {
+    for (var w = 0u; w < words; w++) {
         atomicAdd(&hist[w], hist_words[w]);
     }
     workgroupBarrier();
-    for (var w = lane; w < params.copy_words; w += WG) {
+    for (var w = lane; w < words; w += WG) {
         partial[row + w] = atomicLoad(&hist[w]);
     }
-    let u = lane * N_COUNTERS;
-    red_u[u] = zeros.x + zeros.y + zeros.z + zeros.w;
-    red_u[u + 1u] = nans.x + nans.y + nans.z + nans.w;
-    red_u[u + 2u] = pinfs.x + pinfs.y + pinfs.z + pinfs.w;
-    red_u[u + 3u] = ninfs.x + ninfs.y + ninfs.z + ninfs.w;
-    red_u[u + 4u] = h_tokens;
-    red_u[u + 5u] = h_excluded;
+    red_u[lane * 2u] = h_tokens;
+    red_u[lane * 2u + 1u] = h_excluded;
     let v = lane * 6u;
     red_f[v] = df_of4(s1, c1);
     red_f[v + 1u] = df_of4(s2, c2);
@@ -453,12 +450,12 @@ fn tap_stats(lane: u32, wid: u32) {
     workgroupBarrier();
     if (lane == 0u) {
         let cw = row + params.copy_words;
-        for (var k = 0u; k < N_COUNTERS; k++) {
+        for (var k = 0u; k < 2u; k++) {
             var s = 0u;
             for (var l = 0u; l < WG; l++) {
-                s += red_u[l * N_COUNTERS + k];
+                s += red_u[l * 2u + k];
             }
-            partial[cw + k] = s;
+            partial[cw + SPECIAL + k] = s;
         }
         var f1 = vec2<f32>(0.0);
         var f2 = vec2<f32>(0.0);

@@ -571,7 +571,7 @@ fn bad_batches_are_refused_with_clear_errors() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("use at most 762 bins in the two together"),
+        err.contains("use at most 758 bins in the two together"),
         "{err}"
     );
     let too_many = StatsConfig {

@@ -12,7 +12,8 @@
 //! and after the pass `JointBins::split` hands each joint word's count to the bins it stands for,
 //! found here by walking every f32 value of each sign in order with the definitions of
 //! `spec.rs` (the walk visits each distinct sum once, by bisection over the f32 bit patterns).
-//! Zeros and NaN are counted apart, as before.
+//! Zeros, NaN and the infinities are counted apart (the kernel's special words); the host puts
+//! each infinity's count back at its joint word (`infinity_words`).
 //!
 //! Size: the linear words of x > 0 start at `lin_pos_min` (the word of the smallest positive
 //! f32) and those of x < 0 end at `lin_neg_max`, so the two regions hold
@@ -54,6 +55,8 @@ pub struct JointBins {
     pub neg_base: usize,
     hist_bins: usize,
     pos_bins: usize,
+    /// The joint words of +Inf and -Inf.
+    inf_words: (usize, usize),
     owners: Vec<Owner>,
 }
 
@@ -132,6 +135,7 @@ impl JointBins {
         let pos_len = (hist.bins + 1 - lin_pos_min) + hist_pos.bins + LOG_WORDS;
         let neg_base = pos_len;
         let words = neg_base + lin_neg_max + LOG_WORDS;
+        let inf_words = (up(f32::INFINITY), neg_base + down(f32::NEG_INFINITY));
         let mut owners: Vec<Option<Owner>> = vec![None; words];
         // x > 0 in increasing order: bit patterns 1..=INF.
         walk_distinct(
@@ -177,11 +181,19 @@ impl JointBins {
             neg_base,
             hist_bins: hist.bins,
             pos_bins: hist_pos.bins,
+            inf_words,
             owners,
         }
     }
 
-    /// Joint words in all (both regions); the kernel's discard word comes after them.
+    /// The joint words of +Inf and -Inf, where the host adds the infinities the kernel counted
+    /// apart.
+    pub fn infinity_words(&self) -> (usize, usize) {
+        self.inf_words
+    }
+
+    /// Joint words in all (both regions); the kernel's special words and discard word come
+    /// after them.
     pub fn words(&self) -> usize {
         self.owners.len()
     }
@@ -250,6 +262,13 @@ mod tests {
         for (hist, pos) in specs {
             let j = JointBins::new(&hist, &pos);
             assert!(j.words() <= hist.bins + pos.bins + 2 * LOG_WORDS + 1);
+            assert_eq!(
+                j.infinity_words(),
+                (
+                    joint_word(&j, &hist, &pos, f32::INFINITY),
+                    joint_word(&j, &hist, &pos, f32::NEG_INFINITY)
+                )
+            );
             let (le, pe, lg) = (hist.edges(), pos.edges(), log_edges());
             let mut values: Vec<f32> = vec![
                 f32::from_bits(1),

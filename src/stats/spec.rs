@@ -148,8 +148,9 @@ impl Default for LinearHistSpec {
 }
 
 /// Largest bin count either histogram accepts: each invocation of the statistics kernel keeps
-/// all histograms in 1024 private words (linear and positive bins together at most 762).
-pub const MAX_BINS: usize = 759;
+/// all histograms in 1024 private words (linear and positive bins together at most 758, so
+/// either one alone at most 757; src/stats/tap.rs checks the pair).
+pub const MAX_BINS: usize = 757;
 
 fn check_bins(what: &str, lo: f64, hi: f64, bins: usize) -> Result<()> {
     if !(lo.is_finite() && hi.is_finite() && lo < hi) {

@@ -29,7 +29,11 @@ const WG: usize = 8;
 const HIST_WORDS: usize = 1024;
 /// Workgroup memory `stats_tap` declares, in bytes: the merged histograms, the Hoyer scratch
 /// (CHUNK * WG vec2) and the final reductions.
-const TAP_WORKGROUP_BYTES: u32 = (HIST_WORDS * 4 + CHUNK * WG * 8 + 48 * 4 + 48 * 8) as u32;
+const TAP_WORKGROUP_BYTES: u32 = (HIST_WORDS * 4 + CHUNK * WG * 8 + 16 * 4 + 48 * 8) as u32;
+/// Histogram words after the joint words, which are also the row's first counters: zeros, NaN,
+/// +Inf, -Inf (`SPECIAL` in the shader). A discard word follows them in the private array.
+const SPECIAL: usize = 4;
+/// Integer counters per row: the SPECIAL words, then Hoyer tokens included and excluded.
 const N_COUNTERS: usize = 6;
 const N_FLOATS: usize = 12;
 /// Words after `float_base` in the state: 10 float words, the two shifts, shifts_set, images
@@ -167,7 +171,7 @@ fn loop_safe_groups(
     // stats_tap, per invocation: the moment shifts (first batch), zeroing and merging the
     // histograms, the final reductions; then per item: one iteration per channel block and
     // position, one per block, the Hoyer loop over the chunk.
-    let fixed = 64 + c + 3 * (copy_words + 1) + (N_COUNTERS + 1) * (WG + 1) + 16;
+    let fixed = 64 + c + 3 * (copy_words + SPECIAL + 1) + (N_COUNTERS + 1) * (WG + 1) + 16;
     let per_item = 1 + c.div_ceil(4 * WG) * (1 + chunk_len) + chunk_len + chunk_len.div_ceil(WG);
     if fixed + per_item > LOOP_BUDGET {
         return Err(Error::shape(
@@ -247,13 +251,13 @@ impl TapStats {
         let pb = config.hist_pos.bins;
         let joint = JointBins::new(&config.hist, &config.hist_pos);
         let copy_words = joint.words();
-        // One more word takes the entries the histograms skip.
-        if copy_words + 1 > HIST_WORDS {
+        // The special words and a discard word follow the joint words.
+        if copy_words + SPECIAL + 1 > HIST_WORDS {
             return Err(Error::Usage(format!(
                 "--hist with {hb} bins and --hist-pos with {pb} bins need {} histogram words per \
                  invocation; at most {HIST_WORDS} fit: use at most {} bins in the two together",
-                copy_words + 1,
-                HIST_WORDS - 1 - (2 * LOG_WORDS + 1)
+                copy_words + SPECIAL + 1,
+                HIST_WORDS - SPECIAL - 1 - (2 * LOG_WORDS + 1)
             )));
         }
         let groups = loop_safe_groups(&op, c, batch, chunks, chunk_len, copy_words, groups)?;
@@ -544,9 +548,14 @@ impl TapStats {
         let pair = |i: usize| float(i) + float(i + 1);
 
         let hb = cfg.hist.bins;
-        let split = self.joint.split(&ints[..l.copy_words]);
-        let mut hist = split.hist;
         let counters = &ints[l.copy_words..l.copy_words + N_COUNTERS];
+        // Infinities are counted apart on the GPU: give them their joint words back.
+        let mut joint_counts = ints[..l.copy_words].to_vec();
+        let (pinf_word, ninf_word) = self.joint.infinity_words();
+        joint_counts[pinf_word] += counters[2];
+        joint_counts[ninf_word] += counters[3];
+        let split = self.joint.split(&joint_counts);
+        let mut hist = split.hist;
         let (zeros, nans, pinf, ninf, htok, hexcl) = (
             counters[0],
             counters[1],
