@@ -15,7 +15,7 @@ use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
 
 const BATCH: usize = 8;
-const ITERS: usize = 2;
+const ITERS: usize = 3;
 
 fn python() -> String {
     std::env::var("SPARSESCOPE_PYTHON").unwrap_or_else(|_| "python3".into())

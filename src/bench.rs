@@ -92,14 +92,10 @@ pub fn bench(
 
     pass.run_batch(gpu, input.clone(), batch, None)?;
     let start = Instant::now();
-    for _ in 0..iterations - 1 {
+    for _ in 0..iterations {
         pass.run_batch(gpu, input.clone(), batch, None)?;
     }
-    // The last iteration's plan is profiled below; time the others (at least one).
-    if iterations == 1 {
-        pass.run_batch(gpu, input.clone(), batch, None)?;
-    }
-    let with_stats = start.elapsed().as_secs_f64() / (iterations - 1).max(1) as f64;
+    let with_stats = start.elapsed().as_secs_f64() / iterations as f64;
 
     let start = Instant::now();
     for acc in &pass.grams {
