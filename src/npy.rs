@@ -548,7 +548,7 @@ impl<T: NpyElement> NpyWriter<T> {
             if data.is_empty() {
                 return Ok(());
             }
-        } else if data.len() % self.row_len != 0 {
+        } else if !data.len().is_multiple_of(self.row_len) {
             return Err(Error::file(
                 &self.path,
                 format!(
@@ -591,11 +591,7 @@ impl<T: NpyElement> NpyWriter<T> {
 
     /// Rows appended so far.
     pub fn rows_written(&self) -> usize {
-        if self.row_len == 0 {
-            0
-        } else {
-            self.written / self.row_len
-        }
+        self.written.checked_div(self.row_len).unwrap_or(0)
     }
 
     /// Like `finish`, for a stream that ended with fewer rows than declared (images skipped as

@@ -304,7 +304,7 @@ fn bad_images_are_skipped_and_listed_or_fatal_with_strict() {
     assert!(o.status.success(), "{err}");
     for f in ["zero.jpg", "notes.jpg"] {
         assert!(
-            err.contains(&format!("skipped")) && err.contains(f),
+            err.contains(&"skipped".to_string()) && err.contains(f),
             "{err}"
         );
     }

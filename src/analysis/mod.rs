@@ -55,28 +55,6 @@ impl SplitMix64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splitmix64_reference_values() {
-        // The first outputs for seed 1234567 from the reference C implementation
-        // (https://prng.di.unimi.it/splitmix64.c).
-        let mut g = SplitMix64::new(1234567);
-        let want = [
-            6457827717110365317u64,
-            3203168211198807973,
-            9817491932198370423,
-            4593380528125082431,
-            16408922859458223821,
-        ];
-        for w in want {
-            assert_eq!(g.next_u64(), w);
-        }
-    }
-}
-
 /// Open the run's model again for a second GPU pass (`prune`, `nullcode`): `model` or the path
 /// the run recorded, checked against the run's sha256, with the run's architecture unless
 /// `options` names one. `hint` ends the message when the file is not there.
@@ -117,4 +95,26 @@ pub fn open_run_model(
         model_options.arch = run.summary["model"]["arch"].as_str().map(str::to_string);
     }
     crate::model::load(gpu, &path, &model_options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix64_reference_values() {
+        // The first outputs for seed 1234567 from the reference C implementation
+        // (https://prng.di.unimi.it/splitmix64.c).
+        let mut g = SplitMix64::new(1234567);
+        let want = [
+            6457827717110365317u64,
+            3203168211198807973,
+            9817491932198370423,
+            4593380528125082431,
+            16408922859458223821,
+        ];
+        for w in want {
+            assert_eq!(g.next_u64(), w);
+        }
+    }
 }

@@ -311,12 +311,12 @@ pub fn compare_taps<S: AsRef<str>, V: AsRef<[f32]>>(
                 "the forward pass has no such tap; it has {names:?}"
             ));
         };
-        if let Some((prev, prev_name)) = last_pos {
-            if pos < prev {
-                fail(format!(
-                    "it comes before `{prev_name}` in the forward pass, after it in the golden file"
-                ));
-            }
+        if let Some((prev, prev_name)) = last_pos
+            && pos < prev
+        {
+            fail(format!(
+                "it comes before `{prev_name}` in the forward pass, after it in the golden file"
+            ));
         }
         last_pos = Some((pos, name.as_str()));
         let values = got[pos].1.as_ref();

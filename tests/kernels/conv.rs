@@ -105,7 +105,7 @@ fn variants(gpu: &Gpu, spec: &ConvSpec) -> Vec<ConvVariant> {
             None => out.push(v),
             Some(why) => {
                 let lavapipe = gpu.is_cpu() && gpu.info.backend == wgpu::Backend::Vulkan;
-                if v == ConvVariant::Subgroup && (spec.cout / spec.groups) % 4 == 0 {
+                if v == ConvVariant::Subgroup && (spec.cout / spec.groups).is_multiple_of(4) {
                     assert!(!lavapipe, "lavapipe must run the subgroup conv: {why}");
                     eprintln!("NOTE: conv2d_subgroup not tested on this adapter: {why}");
                 }

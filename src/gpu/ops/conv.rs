@@ -114,7 +114,7 @@ impl ConvSpec {
         if self.groups == 0 || self.cin == 0 || self.cout == 0 {
             return bad("channels and groups must be at least 1".into());
         }
-        if self.cin % self.groups != 0 || self.cout % self.groups != 0 {
+        if !self.cin.is_multiple_of(self.groups) || !self.cout.is_multiple_of(self.groups) {
             return bad(format!(
                 "Cin = {} and Cout = {} must both be multiples of groups = {}",
                 self.cin, self.cout, self.groups
@@ -214,7 +214,7 @@ pub fn fold_batchnorm(
             ));
         }
     }
-    if cout == 0 || weight.len() % cout != 0 {
+    if cout == 0 || !weight.len().is_multiple_of(cout) {
         return Err(Error::shape(
             "fold_batchnorm",
             format!("a weight of {} elements is not [{cout}, ...]", weight.len()),
@@ -309,7 +309,7 @@ impl ConvVariant {
                         "adapter '{}' has subgroup sizes {min}..{max}, the kernel needs exactly 8",
                         gpu.info.name
                     ))
-                } else if cout_g % 4 != 0 {
+                } else if !cout_g.is_multiple_of(4) {
                     Some(format!(
                         "Cout / groups = {cout_g} is not a multiple of 4 (weights are read as vec4)"
                     ))
@@ -323,7 +323,7 @@ impl ConvVariant {
                         "not depthwise: groups = {}, Cin = {}, Cout = {}",
                         spec.groups, spec.cin, spec.cout
                     ))
-                } else if spec.cin % 4 != 0 {
+                } else if !spec.cin.is_multiple_of(4) {
                     Some(format!(
                         "C = {} is not a multiple of 4 (channels are read as vec4)",
                         spec.cin

@@ -46,7 +46,7 @@ impl Act {
             Act::Gelu => (0.5 * v as f64 * (1.0 + erf(v as f64 / std::f64::consts::SQRT_2))) as f32,
             Act::Silu => v / (1.0 + (-v).exp()),
             Act::GeluTanh => {
-                let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+                let u = 0.797_884_6 * (v + 0.044715 * v * v * v);
                 0.5 * v * (1.0 + u.tanh())
             }
         }
@@ -153,7 +153,7 @@ impl MatmulVariant {
                         "adapter '{}' has subgroup sizes {min}..{max}, the kernel needs exactly 8",
                         gpu.info.name
                     ))
-                } else if n % 4 != 0 {
+                } else if !n.is_multiple_of(4) {
                     Some(format!(
                         "N = {n} is not a multiple of 4 (B is read as vec4)"
                     ))
