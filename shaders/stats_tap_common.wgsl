@@ -5,9 +5,10 @@
 //   per (image, position chunk, channel): the count of active entries and the sum of values
 //     (firing counts, "active in the image", pooled means);
 //   per workgroup: the linear, positive-only and log2 histograms, counts of zeros, NaN, +Inf
-//     and -Inf (counted as histogram words too, see below), the compensated sums of (x - shift) and (x - shift)^2 over finite entries,
-//     min and max over finite entries, and per-token Hoyer sparsity (its shifted sum and sum of
-//     squares, and the per-token values themselves when `write_hoyer` is set).
+//     and -Inf (counted as histogram words too, see below), the compensated sums of
+//     (x - shift) and (x - shift)^2 over finite entries, min and max over finite entries, and
+//     per-token Hoyer sparsity (its shifted sum and sum of squares, and the per-token values
+//     themselves when `write_hoyer` is set).
 // Definitions: ../shared/DESIGN.md "Statistic definitions"; CPU reference: src/stats/reference.rs.
 //
 // Bindings: 0 params (Meta); 1 tap [B, P, C] (declared by the including kernel);
@@ -101,10 +102,12 @@ const CHUNK: u32 = 64u;
 // Private histogram words: copy_words joint words, the SPECIAL words (zeros, NaN, +Inf, -Inf)
 // and a discard word; copy_words + SPECIAL + 1 <= HIST_WORDS, checked by the host.
 const HIST_WORDS: u32 = 1024u;
+// Histogram words after the joint words: zeros, NaN, +Inf, -Inf.
 const SPECIAL: u32 = 4u;
 // Per-workgroup integer counters, in this order after the histogram words of a row: the SPECIAL
-// words, then the Hoyer token counts (included, excluded).
+// words, then the Hoyer token counts (included, excluded), which each lane keeps in registers.
 const N_COUNTERS: u32 = 6u;
+const LANE_COUNTERS: u32 = N_COUNTERS - SPECIAL;
 // Float words after the counters: s1 (hi, lo), s2 (hi, lo), min, max, h1 (hi, lo), h2 (hi, lo),
 // the shifts of the values and of Hoyer.
 const N_FLOATS: u32 = 12u;
@@ -119,7 +122,7 @@ var<private> hist_words: array<u32, HIST_WORDS>;
 var<workgroup> hist: array<atomic<u32>, HIST_WORDS>;
 var<workgroup> tok: array<vec2<f32>, 512>; // CHUNK * WG
 var<private> tokp: array<vec2<f32>, CHUNK>;
-var<workgroup> red_u: array<u32, 16>; // WG * (N_COUNTERS - SPECIAL)
+var<workgroup> red_u: array<u32, 16>; // WG * LANE_COUNTERS
 var<workgroup> red_f: array<vec2<f32>, 48>; // WG * 6 (s1, s2, minmax, h1, h2, unused)
 
 fn inf() -> f32 { return bitcast<f32>(INF_BITS); }
@@ -438,8 +441,8 @@ fn tap_stats(lane: u32, wid: u32) {
     for (var w = lane; w < words; w += WG) {
         partial[row + w] = atomicLoad(&hist[w]);
     }
-    red_u[lane * 2u] = h_tokens;
-    red_u[lane * 2u + 1u] = h_excluded;
+    red_u[lane * LANE_COUNTERS] = h_tokens;
+    red_u[lane * LANE_COUNTERS + 1u] = h_excluded;
     let v = lane * 6u;
     red_f[v] = df_of4(s1, c1);
     red_f[v + 1u] = df_of4(s2, c2);
@@ -450,10 +453,10 @@ fn tap_stats(lane: u32, wid: u32) {
     workgroupBarrier();
     if (lane == 0u) {
         let cw = row + params.copy_words;
-        for (var k = 0u; k < 2u; k++) {
+        for (var k = 0u; k < LANE_COUNTERS; k++) {
             var s = 0u;
             for (var l = 0u; l < WG; l++) {
-                s += red_u[l * 2u + k];
+                s += red_u[l * LANE_COUNTERS + k];
             }
             partial[cw + SPECIAL + k] = s;
         }

@@ -303,10 +303,7 @@ fn bad_images_are_skipped_and_listed_or_fatal_with_strict() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     for f in ["zero.jpg", "notes.jpg"] {
-        assert!(
-            err.contains(&"skipped".to_string()) && err.contains(f),
-            "{err}"
-        );
+        assert!(err.contains("skipped") && err.contains(f), "{err}");
     }
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out2.join("summary.json")).unwrap()).unwrap();
