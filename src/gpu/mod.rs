@@ -10,4 +10,4 @@ pub mod tuning;
 
 pub use context::{AdapterSummary, Gpu, GpuOptions, LowerLimits};
 pub use plan::{Dispatch, Plan, Step, grid};
-pub use tensor::Tensor;
+pub use tensor::{Elem, Tensor, beyond_f16};

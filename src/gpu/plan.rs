@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::context::Gpu;
-use crate::gpu::tensor::Tensor;
+use crate::gpu::tensor::{Elem, Tensor};
 
 /// One kernel of a plan: its pipeline and one or more launches of it. Binding 0 is the kernel's
 /// `Meta` uniform; bindings 1.. are the tensors in the order the kernel declares them. Work too
@@ -56,11 +56,15 @@ impl Dispatch {
         constants: &[(&str, f64)],
         launches: &[(M, Vec<&Tensor>, [u32; 3])],
     ) -> Result<Dispatch> {
-        let pipeline = gpu.pipeline(kernel, constants)?;
+        // Only weights are ever f16, and a kernel's weight bindings share one type (`W`).
+        let f16_weights = launches
+            .iter()
+            .any(|(_, tensors, _)| tensors.iter().any(|t| t.elem == Elem::F16));
+        let pipeline = gpu.pipeline_of(kernel, constants, f16_weights)?;
         let mut bytes = 0;
         let mut built = Vec::with_capacity(launches.len());
         for (meta, tensors, workgroups) in launches {
-            bytes += tensors.iter().map(|t| t.len() as u64 * 4).sum::<u64>();
+            bytes += tensors.iter().map(|t| t.bytes()).sum::<u64>();
             built.push(Launch {
                 bind_group: bind(gpu, kernel, &pipeline, meta, tensors, *workgroups)?,
                 workgroups: *workgroups,
@@ -119,7 +123,7 @@ fn bind<M: bytemuck::Pod>(
     let binding_limit = gpu.limits.max_storage_buffer_binding_size;
     let align = gpu.limits.min_storage_buffer_offset_alignment as u64;
     for t in tensors {
-        let size = (t.len() as u64 * 4).max(4);
+        let size = t.bytes().max(4);
         if size > binding_limit {
             return Err(Error::Limit {
                 what: format!("kernel '{kernel}' binding of a {:?} tensor", t.shape),
@@ -157,7 +161,8 @@ fn bind<M: bytemuck::Pod>(
         let resource = if t.offset == 0 && t.buffer.size() <= binding_limit {
             t.buffer.as_entire_binding()
         } else {
-            let size = (t.len() as u64 * 4).max(4);
+            // Binding sizes are whole 4-byte words; buffers are padded to 16 bytes.
+            let size = t.bytes().div_ceil(4).max(1) * 4;
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &t.buffer,
                 offset: t.offset,

@@ -12,6 +12,9 @@
 //! ```
 //!
 //! repeats the lines between the markers for r = 0..4, replacing `{r}` with the number.
+//!
+//! Kernels that read weights declare their element type as `alias W = f32;` and convert each
+//! load to f32; with `--f16-weights` they are compiled with `W = f16` (`source(name, true)`).
 
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
 const EPILOGUE_F32: &str = include_str!("../../shaders/epilogue_f32.wgsl");
@@ -64,20 +67,41 @@ kernels! {
     "nullcode_probe",
 }
 
-/// The full WGSL source of kernel `name` (preludes first), or `None` if unknown.
-pub fn source(name: &str) -> Option<String> {
-    KERNELS
+/// The declaration of the weight element type in a kernel that reads weights (matmul B, conv
+/// kernels): its weight bindings are `array<W>` or `array<vec4<W>>`, converted to f32 on load.
+const WEIGHT_ALIAS: &str = "alias W = f32;";
+
+/// The full WGSL source of kernel `name` (preludes first), with its weights read as f16 when
+/// `f16_weights` is set (`enable f16;` first and `W = f16`); the error says why not.
+pub fn source(name: &str, f16_weights: bool) -> Result<String, String> {
+    let (_, preludes, body) = KERNELS
         .iter()
         .find(|(n, _, _)| *n == name)
-        .map(|(_, preludes, body)| {
-            let mut s = String::new();
-            for p in *preludes {
-                s.push_str(p);
-                s.push('\n');
-            }
-            s.push_str(&expand_repeats(body));
-            s
-        })
+        .ok_or("no shader of that name is registered")?;
+    let mut body = expand_repeats(body);
+    let mut s = String::new();
+    if f16_weights {
+        if !body.contains(WEIGHT_ALIAS) {
+            return Err(format!(
+                "it cannot read f16 tensors (no '{WEIGHT_ALIAS}'): only weights may be f16"
+            ));
+        }
+        body = body.replacen(WEIGHT_ALIAS, "alias W = f16;", 1);
+        s.push_str("enable f16;\n");
+    }
+    for p in *preludes {
+        s.push_str(p);
+        s.push('\n');
+    }
+    s.push_str(&body);
+    Ok(s)
+}
+
+/// Whether kernel `name` can read f16 weights (it declares `alias W = f32;`).
+pub fn reads_weights(name: &str) -> bool {
+    KERNELS
+        .iter()
+        .any(|(n, _, body)| *n == name && body.contains(WEIGHT_ALIAS))
 }
 
 /// Expands the `//#repeat VAR COUNT` ... `//#end` blocks of a kernel (see the module docs).
@@ -134,7 +158,7 @@ mod tests {
 
     #[test]
     fn matmul_subgroup_rows_match_the_dispatch() {
-        let src = super::source("matmul_subgroup").unwrap();
+        let src = super::source("matmul_subgroup", false).unwrap();
         let rows = format!("const ROWS: u32 = {}u;", crate::gpu::ops::SUBGROUP_ROWS);
         assert!(
             src.contains(&rows),
@@ -146,7 +170,7 @@ mod tests {
 
     #[test]
     fn conv2d_subgroup_pixels_match_the_dispatch() {
-        let src = super::source("conv2d_subgroup").unwrap();
+        let src = super::source("conv2d_subgroup", false).unwrap();
         let pixels = crate::gpu::ops::conv::SUBGROUP_PIXELS;
         let decl = format!("const PIXELS: u32 = {pixels}u;");
         assert!(

@@ -1,4 +1,34 @@
-//! A tensor is a storage buffer of f32 (or u32) elements and a row-major shape.
+//! A tensor is a storage buffer of f32 (or u32) elements, or of f16 weights, and a row-major
+//! shape.
+
+/// How a tensor's elements are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Elem {
+    /// 4-byte elements: f32 activations and weights, u32 counters and indices.
+    #[default]
+    F32,
+    /// IEEE half floats: weights stored with `--f16-weights` (`Gpu::upload_f16`). Kernels
+    /// that read them declare `alias W = f32;` for their weight bindings and are compiled with
+    /// `W = f16` when a bound tensor is f16 (`gpu::shaders::source`); compute stays f32.
+    F16,
+}
+
+impl Elem {
+    pub fn size(self) -> usize {
+        match self {
+            Elem::F32 => 4,
+            Elem::F16 => 2,
+        }
+    }
+}
+
+/// The first finite value of `data` that f16 cannot hold (magnitude over 65504, which would
+/// round to infinity), as (index, value).
+pub fn beyond_f16(data: &[f32]) -> Option<(usize, f32)> {
+    data.iter()
+        .position(|v| v.is_finite() && half::f16::from_f32(*v).is_infinite())
+        .map(|i| (i, data[i]))
+}
 
 #[derive(Debug, Clone)]
 pub struct Tensor {
@@ -7,15 +37,23 @@ pub struct Tensor {
     /// Byte offset of element 0 in `buffer`: 0, except for the windows an op binds when it
     /// splits work that is larger than one storage binding (`Tensor::window`).
     pub offset: u64,
+    pub elem: Elem,
 }
 
 impl Tensor {
+    /// A tensor of 4-byte elements.
     pub fn new(buffer: wgpu::Buffer, shape: Vec<usize>) -> Tensor {
         Tensor {
             buffer,
             shape,
             offset: 0,
+            elem: Elem::F32,
         }
+    }
+
+    /// Bytes of its elements (without the buffer's padding).
+    pub fn bytes(&self) -> u64 {
+        (self.len() * self.elem.size()) as u64
     }
 
     /// Elements `first..first + product(shape)` of this tensor as a tensor of their own, bound
@@ -31,7 +69,8 @@ impl Tensor {
         Tensor {
             buffer: self.buffer.clone(),
             shape: shape.to_vec(),
-            offset: self.offset + first as u64 * 4,
+            offset: self.offset + (first * self.elem.size()) as u64,
+            elem: self.elem,
         }
     }
 
@@ -48,7 +87,7 @@ impl Tensor {
     pub fn view(&self, shape: &[usize]) -> Tensor {
         let len: usize = shape.iter().product();
         assert!(
-            self.offset + (len * 4) as u64 <= self.buffer.size(),
+            self.offset + (len * self.elem.size()) as u64 <= self.buffer.size(),
             "view {shape:?} does not fit the buffer of {:?}",
             self.shape
         );
@@ -56,6 +95,7 @@ impl Tensor {
             buffer: self.buffer.clone(),
             shape: shape.to_vec(),
             offset: self.offset,
+            elem: self.elem,
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
 use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::model::layers;
 use crate::model::weights::Weights;
 
 /// How a convolution pads its input.
@@ -76,7 +77,9 @@ pub fn load_conv(
     }
     let cin = cin_g * groups;
     Ok(Conv {
-        weight: gpu.upload(
+        weight: layers::weight(
+            gpu,
+            w,
             key,
             &[weight.len()],
             &ops::conv::conv_weight_layout(&weight, [cout, cin_g, kh, kw])?,

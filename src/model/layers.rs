@@ -2,7 +2,7 @@
 //! as one), normalisation affines and plain vectors, each uploaded once.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor, beyond_f16};
 use crate::model::weights::{Weights, transpose};
 
 /// A Linear layer `key` as ([in, out] weight, [out] bias): PyTorch stores [out, in] (or
@@ -22,9 +22,29 @@ pub fn linear(gpu: &Gpu, w: &Weights, key: &str) -> Result<(Tensor, Tensor)> {
     };
     let data = w.get(&wk, &shape)?;
     Ok((
-        gpu.upload(key, &[inp, out], &transpose(&data, out, inp))?,
+        weight(gpu, w, key, &[inp, out], &transpose(&data, out, inp))?,
         vector(gpu, w, &format!("{key}.bias"), out)?,
     ))
+}
+
+/// A weight matrix or convolution kernel `key` (what matmul and conv kernels read as `W`),
+/// uploaded as f16 when the model is loaded with `--f16-weights` (`Weights::f16_storage`),
+/// else as f32. Biases, norms and other vectors stay f32.
+pub fn weight(gpu: &Gpu, w: &Weights, key: &str, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+    if !w.f16_storage() {
+        return gpu.upload(key, shape, data);
+    }
+    if let Some((i, v)) = beyond_f16(data) {
+        return Err(Error::Tensor {
+            path: w.path().into(),
+            key: key.into(),
+            problem: format!(
+                "value {v} (element {i}) is beyond f16's range (65504): load the model without \
+                 --f16-weights"
+            ),
+        });
+    }
+    gpu.upload_f16(key, shape, data)
 }
 
 /// `linear` that must map `input` features to `output` (the architecture's expectation).

@@ -77,6 +77,8 @@ pub struct ModelOptions {
     pub arch: Option<String>,
     /// Attention heads (a checkpoint's shapes do not fix them); default width / 64.
     pub heads: Option<usize>,
+    /// Weight matrices and convolution kernels stored on the GPU as f16 (`layers::weight`).
+    pub f16_weights: bool,
 }
 
 /// Open `path`, detect the architecture from its tensor names, and upload the weights.
@@ -97,6 +99,7 @@ pub fn load(gpu: &Gpu, path: &Path, options: &ModelOptions) -> Result<Box<dyn Ne
         })?,
     };
     let usage = weights.usage();
+    weights.set_f16_storage(options.f16_weights);
     let net: Box<dyn Network> = match arch.as_str() {
         "vit" | "dinov2" => Box::new(vit::Vit::load(gpu, weights, options)?),
         "resnet" => Box::new(resnet::ResNet::load(gpu, weights)?),

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
 use crate::gpu::{Gpu, Plan, Tensor};
 use crate::model::interpolate;
-use crate::model::layers::{linear_sized, norm, optional_vector, vector};
+use crate::model::layers::{self, linear_sized, norm, optional_vector, vector};
 use crate::model::weights::{Weights, transpose};
 use crate::model::{Forward, ModelOptions, Network, TapInfo, TapKind};
 
@@ -169,8 +169,10 @@ impl Vit {
         }
         let pos_table = w.get(naming.pos(), &[1, positions, dim])?;
         let pw = w.get(&pw_key, &[dim, 3, patch, patch])?;
-        let patch_w = gpu.upload(
-            "patch_w",
+        let patch_w = layers::weight(
+            gpu,
+            &w,
+            &pw_key,
             &[3 * patch * patch, dim],
             &transpose(&pw, dim, 3 * patch * patch),
         )?;
@@ -300,7 +302,13 @@ fn fused_qkv(
         bias.extend(w.get(&format!("{key}.{part}.bias"), &[dim])?);
     }
     Ok((
-        gpu.upload(key, &[dim, 3 * dim], &transpose(&weight, 3 * dim, dim))?,
+        layers::weight(
+            gpu,
+            w,
+            key,
+            &[dim, 3 * dim],
+            &transpose(&weight, 3 * dim, dim),
+        )?,
         gpu.upload(key, &[3 * dim], &bias)?,
     ))
 }

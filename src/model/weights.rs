@@ -19,6 +19,9 @@ pub struct Weights {
     /// `dinov2.` and so on; detection finds the prefix once.
     prefix: String,
     used: Arc<Mutex<BTreeSet<String>>>,
+    /// Whether weight matrices and kernels go to the GPU as f16 (`--f16-weights`,
+    /// `layers::weight`).
+    f16_storage: bool,
 }
 
 impl Weights {
@@ -42,7 +45,17 @@ impl Weights {
             meta,
             prefix: String::new(),
             used: Arc::new(Mutex::new(BTreeSet::new())),
+            f16_storage: false,
         })
+    }
+
+    /// Store weight matrices and kernels on the GPU as f16 (see `layers::weight`).
+    pub fn set_f16_storage(&mut self, on: bool) {
+        self.f16_storage = on;
+    }
+
+    pub fn f16_storage(&self) -> bool {
+        self.f16_storage
     }
 
     pub fn path(&self) -> &Path {

@@ -9,6 +9,7 @@ use sparsescope::gpu::ops::conv::{
 use sparsescope::gpu::ops::{Act, Epilogue, pool};
 use sparsescope::gpu::{Gpu, Plan, Tensor};
 
+use crate::matmul::Storage;
 use crate::support::{Rng, assert_close, gpu};
 
 const ACTS: [Act; 6] = [
@@ -116,11 +117,13 @@ fn variants(gpu: &Gpu, spec: &ConvSpec) -> Vec<ConvVariant> {
 }
 
 /// Run every variant that can compute `spec` (and `conv2d()`'s own choice) with each of
-/// `flags`, comparing with the reference; returns the variants run.
+/// `flags`, the kernel stored as `storage`, comparing with the reference (on the f16-rounded
+/// kernel for f16 storage); returns the variants run.
 fn check_conv(
     gpu: &Gpu,
     rng: &mut Rng,
     spec: &ConvSpec,
+    storage: Storage,
     flags: &[(bool, bool, bool)],
     act_of: impl Fn(usize) -> Act,
 ) -> Vec<ConvVariant> {
@@ -129,7 +132,7 @@ fn check_conv(
     let n = spec.cout;
     let torch_shape = [n, spec.cin / spec.groups, spec.kernel[0], spec.kernel[1]];
     let x = rng.vec(spec.batch * spec.height * spec.width * spec.cin, -1.0, 1.0);
-    let w = rng.vec(torch_shape.iter().product(), -1.0, 1.0);
+    let w = storage.seen(&rng.vec(torch_shape.iter().product(), -1.0, 1.0));
     let bias = rng.vec(n, -0.5, 0.5);
     let scale = rng.vec(n, 0.1, 1.0);
     let res = rng.vec(m * n, -1.0, 1.0);
@@ -137,7 +140,7 @@ fn check_conv(
         .upload("x", &[spec.batch, spec.height, spec.width, spec.cin], &x)
         .unwrap();
     let hwio = conv_weight_layout(&w, torch_shape).unwrap();
-    let tw = gpu.upload("w", &[spec.gemm_k(), n], &hwio).unwrap();
+    let tw = storage.upload(gpu, &[spec.gemm_k(), n], &hwio);
     let tbias = gpu.upload("bias", &[n], &bias).unwrap();
     let tscale = gpu.upload("scale", &[n], &scale).unwrap();
     let tres = gpu.upload("res", &[m, n], &res).unwrap();
@@ -176,7 +179,7 @@ fn check_conv(
             run(gpu, d);
             let got: Vec<f32> = gpu.read(&out).unwrap();
             let what = format!(
-                "conv2d {variant:?} {spec:?} act={act:?} bias={with_bias} scale={with_scale} res={with_res}"
+                "conv2d {variant:?} weights {storage:?} {spec:?} act={act:?} bias={with_bias} scale={with_scale} res={with_res}"
             );
             assert_close(&what, &got, &want, 1e-5 * k.sqrt(), 1e-5);
         }
@@ -247,9 +250,14 @@ fn conv2d_variants_match_reference_on_odd_geometries() {
     ];
     let mut subgroup_runs = 0;
     for (case, s) in cases.iter().enumerate() {
-        let ran = check_conv(&gpu, &mut rng, s, &FLAGS[case % 4..case % 4 + 4], |i| {
-            ACTS[(case + i) % ACTS.len()]
-        });
+        let ran = check_conv(
+            &gpu,
+            &mut rng,
+            s,
+            Storage::F32,
+            &FLAGS[case % 4..case % 4 + 4],
+            |i| ACTS[(case + i) % ACTS.len()],
+        );
         assert!(ran.contains(&ConvVariant::Tiled));
         subgroup_runs += ran.contains(&ConvVariant::Subgroup) as usize;
     }
@@ -267,7 +275,7 @@ fn conv2d_variants_apply_every_activation_with_every_epilogue() {
     let mut rng = Rng::new(32);
     let s = spec([1, 7, 5], [11, 16], [3, 3], 2, 1, 1, [1, 1, 0, 1]);
     for act in ACTS {
-        check_conv(&gpu, &mut rng, &s, &FLAGS, |_| act);
+        check_conv(&gpu, &mut rng, &s, Storage::F32, &FLAGS, |_| act);
     }
 }
 
@@ -299,9 +307,14 @@ fn depthwise_conv2d_matches_reference() {
         dw([1, 7, 6], 6, 3, 1, [1; 4]),
     ];
     for (case, s) in cases.iter().enumerate() {
-        let ran = check_conv(&gpu, &mut rng, s, &FLAGS[case % 4..case % 4 + 4], |i| {
-            ACTS[(case + i) % ACTS.len()]
-        });
+        let ran = check_conv(
+            &gpu,
+            &mut rng,
+            s,
+            Storage::F32,
+            &FLAGS[case % 4..case % 4 + 4],
+            |i| ACTS[(case + i) % ACTS.len()],
+        );
         let want_depthwise = s.cin % 4 == 0;
         assert_eq!(
             ran.contains(&ConvVariant::Depthwise),
@@ -317,16 +330,66 @@ fn depthwise_conv2d_matches_reference() {
 }
 
 #[test]
+fn conv_variants_read_f16_weights() {
+    let gpu = gpu();
+    let mut rng = Rng::new(35);
+    let same = |s: ConvSpec| s.with_same_padding();
+    let cases = [
+        // The stem (K % 8 tail), 3x3 with Cin % 8 != 0, a 1x1, groups, Cout % 4 != 0.
+        spec([2, 17, 19], [3, 8], [7, 7], 2, 1, 1, [3; 4]),
+        spec([1, 9, 7], [13, 20], [3, 3], 1, 1, 1, [1; 4]),
+        spec([2, 5, 7], [10, 24], [1, 1], 1, 1, 1, [0; 4]),
+        spec([1, 7, 8], [8, 24], [3, 3], 1, 1, 2, [1; 4]),
+        spec([1, 6, 6], [5, 7], [3, 3], 1, 1, 1, [1; 4]),
+        // Depthwise 3x3 and 5x5 "SAME", 7x7 (ConvNeXt).
+        same(spec([2, 11, 10], [16, 16], [3, 3], 2, 1, 16, [0; 4])),
+        same(spec([1, 9, 9], [20, 20], [5, 5], 1, 1, 20, [0; 4])),
+        spec([1, 4, 6], [8, 8], [7, 7], 1, 1, 8, [3; 4]),
+    ];
+    let mut ran = Vec::new();
+    for (case, s) in cases.iter().enumerate() {
+        ran.extend(check_conv(
+            &gpu,
+            &mut rng,
+            s,
+            Storage::F16,
+            &FLAGS[case % 4..case % 4 + 4],
+            |i| ACTS[(case + i) % ACTS.len()],
+        ));
+    }
+    for v in ConvVariant::ALL {
+        assert!(
+            ran.contains(&v) || !(gpu.is_cpu() && gpu.has_subgroups()),
+            "{v:?} never ran with f16 weights"
+        );
+    }
+}
+
+#[test]
 fn conv2d_folds_large_grids() {
     // conv2d_subgroup: M / 8 = 66,613 workgroups exceed 65,535 along one dimension;
     // conv2d_tiled: M / 64 = 65,601 tiles do. Both must recover their tile from a 2-D grid.
     let gpu = gpu();
     let mut rng = Rng::new(34);
     let s = spec([1, 730, 730], [1, 4], [3, 3], 1, 1, 1, [1; 4]);
-    let ran = check_conv(&gpu, &mut rng, &s, &[(true, false, false)], |_| Act::Relu);
+    let ran = check_conv(
+        &gpu,
+        &mut rng,
+        &s,
+        Storage::F32,
+        &[(true, false, false)],
+        |_| Act::Relu,
+    );
     assert!(ran.contains(&ConvVariant::Subgroup) || !gpu.is_cpu());
     let s = spec([1, 2049, 2049], [1, 4], [1, 1], 1, 1, 1, [1, 0, 0, 1]);
-    check_conv(&gpu, &mut rng, &s, &[(false, false, true)], |_| Act::None);
+    check_conv(
+        &gpu,
+        &mut rng,
+        &s,
+        Storage::F32,
+        &[(false, false, true)],
+        |_| Act::None,
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use support::{Rng, assert_close, gpu};
 #[test]
 fn every_registered_kernel_compiles() {
     let gpu = gpu();
-    let mut compiled = 0;
+    let (mut compiled, mut with_f16) = (0, 0);
     for name in shaders::names() {
         // Subgroup kernels exist only where the adapter has subgroups; the ops route around
         // them elsewhere (GL), so they are compiled where they can run.
@@ -24,8 +24,18 @@ fn every_registered_kernel_compiles() {
         }
         gpu.pipeline(name, &[]).unwrap_or_else(|e| panic!("{e}"));
         compiled += 1;
+        if shaders::reads_weights(name) {
+            gpu.pipeline_of(name, &[], true)
+                .unwrap_or_else(|e| panic!("{name} with f16 weights: {e}"));
+            with_f16 += 1;
+        }
     }
     assert!(compiled >= 10, "only {compiled} kernels compiled");
+    // matmul (2 variants), conv2d (2), depthwise_conv2d.
+    assert!(
+        with_f16 >= 5,
+        "only {with_f16} kernels compiled with f16 weights"
+    );
 }
 
 #[test]

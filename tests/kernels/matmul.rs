@@ -2,7 +2,7 @@
 //! pick on the adapter at hand (CI runs only lavapipe, which picks the subgroup kernel).
 
 use sparsescope::gpu::ops::{self, Act, Epilogue, MatmulVariant};
-use sparsescope::gpu::{Gpu, Plan};
+use sparsescope::gpu::{Gpu, Plan, Tensor};
 
 use crate::support::{Rng, assert_close, gpu};
 
@@ -80,13 +80,44 @@ pub(super) fn variants(gpu: &Gpu) -> Vec<MatmulVariant> {
     out
 }
 
+/// How B (or a conv kernel) is stored: f32, or f16 as `--f16-weights` stores weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Storage {
+    F32,
+    F16,
+}
+
+impl Storage {
+    pub(super) fn upload(self, gpu: &Gpu, shape: &[usize], data: &[f32]) -> Tensor {
+        match self {
+            Storage::F32 => gpu.upload("weights", shape, data),
+            Storage::F16 => gpu.upload_f16("weights", shape, data),
+        }
+        .unwrap()
+    }
+
+    /// The values a kernel reads from `data` stored this way (f16-rounded for F16), for the
+    /// reference.
+    pub(super) fn seen(self, data: &[f32]) -> Vec<f32> {
+        match self {
+            Storage::F32 => data.to_vec(),
+            Storage::F16 => data
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect(),
+        }
+    }
+}
+
 /// One case: random A (rows at `a_stride`), B, bias, scale, residual; run `variant` with each
 /// of `flags` (act chosen per flag combination by `act_of`) and compare with the reference.
+/// With B stored as f16 the reference takes the f16-rounded B, so the tolerance is the same.
 #[allow(clippy::too_many_arguments)]
 fn check_case(
     gpu: &Gpu,
     rng: &mut Rng,
     variant: MatmulVariant,
+    storage: Storage,
     m: usize,
     k: usize,
     n: usize,
@@ -95,12 +126,12 @@ fn check_case(
     act_of: impl Fn(usize) -> Act,
 ) {
     let a = rng.vec((m.max(1) - 1) * a_stride + k, -1.0, 1.0);
-    let b = rng.vec(k * n, -1.0, 1.0);
+    let b = storage.seen(&rng.vec(k * n, -1.0, 1.0));
+    let tb = storage.upload(gpu, &[k, n], &b);
     let bias = rng.vec(n, -0.5, 0.5);
     let scale = rng.vec(n, 0.1, 1.0);
     let res = rng.vec(m * n, -1.0, 1.0);
     let ta = gpu.upload("a", &[a.len()], &a).unwrap();
-    let tb = gpu.upload("b", &[k, n], &b).unwrap();
     let tbias = gpu.upload("bias", &[n], &bias).unwrap();
     let tscale = gpu.upload("scale", &[n], &scale).unwrap();
     let tres = gpu.upload("res", &[m, n], &res).unwrap();
@@ -137,7 +168,7 @@ fn check_case(
             act,
         );
         let what = format!(
-            "{variant:?} m={m} k={k} n={n} stride={a_stride} act={act:?} bias={with_bias} scale={with_scale} res={with_res}"
+            "{variant:?} B {storage:?} m={m} k={k} n={n} stride={a_stride} act={act:?} bias={with_bias} scale={with_scale} res={with_res}"
         );
         assert_close(&what, &got, &want, 1e-5 * (k as f32).sqrt(), 1e-5);
         assert_close(&format!("{what}: guard"), &guard, &[7.0; GUARD], 0.0, 0.0);
@@ -181,9 +212,53 @@ fn matmul_variants_match_reference_on_odd_shapes() {
                 MatmulVariant::Tiled => n,
             };
             let a_stride = if case % 2 == 0 { k } else { k + 1 + case % 5 };
-            check_case(&gpu, &mut rng, variant, m, k, n, a_stride, &FLAGS, |i| {
-                ACTS[(case + i) % ACTS.len()]
-            });
+            check_case(
+                &gpu,
+                &mut rng,
+                variant,
+                Storage::F32,
+                m,
+                k,
+                n,
+                a_stride,
+                &FLAGS,
+                |i| ACTS[(case + i) % ACTS.len()],
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_variants_read_f16_weights() {
+    let gpu = gpu();
+    let mut rng = Rng::new(8);
+    // Odd element counts of B (7 x 5 = 35 halves) end in a padded 4-byte word.
+    let shapes: [(usize, usize, usize); 6] = [
+        (1, 1, 4),
+        (7, 13, 5),
+        (9, 8, 36),
+        (65, 33, 130),
+        (49, 40, 68),
+        (50, 97, 44),
+    ];
+    for variant in variants(&gpu) {
+        for (case, &(m, k, n)) in shapes.iter().enumerate() {
+            let n = match variant {
+                MatmulVariant::Subgroup => n.div_ceil(4) * 4,
+                MatmulVariant::Tiled => n,
+            };
+            check_case(
+                &gpu,
+                &mut rng,
+                variant,
+                Storage::F16,
+                m,
+                k,
+                n,
+                k,
+                &FLAGS,
+                |i| ACTS[(case + i) % ACTS.len()],
+            );
         }
     }
 }
@@ -194,7 +269,18 @@ fn matmul_variants_apply_every_activation_with_every_epilogue() {
     let mut rng = Rng::new(5);
     for variant in variants(&gpu) {
         for act in ACTS {
-            check_case(&gpu, &mut rng, variant, 11, 21, 44, 23, &FLAGS, |_| act);
+            check_case(
+                &gpu,
+                &mut rng,
+                variant,
+                Storage::F32,
+                11,
+                21,
+                44,
+                23,
+                &FLAGS,
+                |_| act,
+            );
         }
     }
 }
@@ -288,6 +374,7 @@ fn matmul_subgroup_folds_large_grids() {
             &gpu,
             &mut rng,
             variant,
+            Storage::F32,
             m,
             k,
             n,
