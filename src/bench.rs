@@ -30,6 +30,8 @@ pub struct BenchReport {
     /// attention matmul (read from ~/.cache/sparsescope/tuning.json)".
     pub kernel_choices: String,
     pub model: String,
+    /// Weight matrices and kernels stored as f16 (`--f16-weights`).
+    pub f16_weights: bool,
     pub batch: usize,
     pub input: [usize; 3],
     pub iterations: usize,
@@ -117,6 +119,7 @@ pub fn bench(
         adapter: gpu.summary(),
         kernel_choices: gpu.tuning().describe(),
         model: model.describe(),
+        f16_weights: model.f16_weights(),
         batch,
         input: [3, h, w],
         iterations,

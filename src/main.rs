@@ -686,7 +686,13 @@ fn run(cli: Cli) -> Result<()> {
                     r.adapter.name, r.adapter.device_type, r.adapter.backend
                 );
                 println!("kernels: {}", r.kernel_choices);
-                println!("model: {}; batch {}, input {:?}", r.model, r.batch, r.input);
+                println!(
+                    "model: {}{}; batch {}, input {:?}",
+                    r.model,
+                    if r.f16_weights { ", f16 weights" } else { "" },
+                    r.batch,
+                    r.input
+                );
                 println!(
                     "forward only:         {:8.3} images/s  ({:.1} GFLOP/s)",
                     r.forward_images_per_s, r.forward_gflops

@@ -365,6 +365,7 @@ pub fn run(
             "arch": model.arch(),
             "description": model.describe(),
             "parameters": model.parameters(),
+            "f16_weights": model.f16_weights(),
         },
         "inputs": {
             "path": input,

@@ -366,6 +366,27 @@ fn nan_and_inf_in_weights() {
     }
 }
 
+#[test]
+fn weights_beyond_f16_range_with_f16_weights() {
+    let dir = scratch("beyond-f16");
+    let mut t = tiny_vit();
+    let entry = t.get_mut("blocks.0.mlp.fc1.weight").unwrap();
+    entry.2[40..44].copy_from_slice(&1.0e5f32.to_le_bytes());
+    let path = dir.join("big.safetensors");
+    write_checkpoint(&path, &t);
+    let o = inspect(&path);
+    assert!(o.status.success(), "f32 storage holds 1e5: {}", stderr(&o));
+    assert_fails(
+        &sparsescope(&["inspect", &s(&path), "--f16-weights"]),
+        &[
+            "big.safetensors",
+            "blocks.0.mlp.fc1.weight",
+            "holds 100000, beyond f16's range",
+            "without --f16-weights",
+        ],
+    );
+}
+
 // ---- images ------------------------------------------------------------------------------------
 
 /// crc32 (IEEE), for hand-made PNG chunks.

@@ -136,10 +136,16 @@ fn three_shards_merged_equal_one_run_sketched() {
 #[test]
 fn shards_that_do_not_belong_together_are_refused() {
     let (dir, images) = setup("refused");
-    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let (a, b, c, d) = (dir.join("a"), dir.join("b"), dir.join("c"), dir.join("d"));
     run(&images, &a, &["--shard", "0/2"]);
     run(&images, &b, &["--shard", "0/2"]);
     run(&images, &c, &["--shard", "1/2", "--seed", "7"]);
+    run(&images, &d, &["--shard", "1/2", "--f16-weights"]);
+    for (part, f16) in [(&a, false), (&d, true)] {
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(part.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["model"]["f16_weights"], f16, "{}", part.display());
+    }
     let merged = dir.join("merged");
     let m = merged.to_str().unwrap();
     for (args, want) in [
@@ -162,6 +168,16 @@ fn shards_that_do_not_belong_together_are_refused() {
                 m,
             ],
             "other flags",
+        ),
+        (
+            vec![
+                "merge",
+                a.to_str().unwrap(),
+                d.to_str().unwrap(),
+                "--out",
+                m,
+            ],
+            "other weight storage",
         ),
         (
             vec!["merge", a.to_str().unwrap(), "--out", m],

@@ -80,7 +80,7 @@ pub fn load_conv(
         weight: layers::weight(
             gpu,
             w,
-            key,
+            &wkey,
             &[weight.len()],
             &ops::conv::conv_weight_layout(&weight, [cout, cin_g, kh, kw])?,
         )?,

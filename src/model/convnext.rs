@@ -6,7 +6,7 @@
 use crate::data::{Interpolation, Preprocess};
 use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
-use crate::gpu::{Gpu, Plan, Tensor};
+use crate::gpu::{Elem, Gpu, Plan, Tensor};
 use crate::model::cnn::{Conv, Padding, load_conv};
 use crate::model::layers::{linear, norm};
 use crate::model::weights::Weights;
@@ -153,6 +153,10 @@ impl Network for ConvNext {
 
     fn parameters(&self) -> usize {
         self.params
+    }
+
+    fn f16_weights(&self) -> bool {
+        self.stem.0.weight.elem == Elem::F16
     }
 
     fn preprocess(&self) -> Preprocess {

@@ -11,7 +11,7 @@
 use crate::data::{Interpolation, Preprocess};
 use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
-use crate::gpu::{Gpu, Plan, Tensor};
+use crate::gpu::{Elem, Gpu, Plan, Tensor};
 use crate::model::cnn::{Conv, Padding, load_conv};
 use crate::model::layers::linear_sized;
 use crate::model::weights::Weights;
@@ -274,6 +274,10 @@ impl Network for EfficientNet {
 
     fn parameters(&self) -> usize {
         self.params
+    }
+
+    fn f16_weights(&self) -> bool {
+        self.stem.weight.elem == Elem::F16
     }
 
     fn preprocess(&self) -> Preprocess {

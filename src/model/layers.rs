@@ -22,7 +22,7 @@ pub fn linear(gpu: &Gpu, w: &Weights, key: &str) -> Result<(Tensor, Tensor)> {
     };
     let data = w.get(&wk, &shape)?;
     Ok((
-        weight(gpu, w, key, &[inp, out], &transpose(&data, out, inp))?,
+        weight(gpu, w, &wk, &[inp, out], &transpose(&data, out, inp))?,
         vector(gpu, w, &format!("{key}.bias"), out)?,
     ))
 }
@@ -34,13 +34,12 @@ pub fn weight(gpu: &Gpu, w: &Weights, key: &str, shape: &[usize], data: &[f32]) 
     if !w.f16_storage() {
         return gpu.upload(key, shape, data);
     }
-    if let Some((i, v)) = beyond_f16(data) {
+    if let Some((_, v)) = beyond_f16(data) {
         return Err(Error::Tensor {
             path: w.path().into(),
             key: key.into(),
             problem: format!(
-                "value {v} (element {i}) is beyond f16's range (65504): load the model without \
-                 --f16-weights"
+                "holds {v}, beyond f16's range (65504): load the model without --f16-weights"
             ),
         });
     }

@@ -63,6 +63,8 @@ pub trait Network {
     /// Short architecture name for outputs ("vit", "dinov2", "resnet", ...).
     fn arch(&self) -> &'static str;
     fn parameters(&self) -> usize;
+    /// Whether weight matrices and kernels are stored on the GPU as f16 (`--f16-weights`).
+    fn f16_weights(&self) -> bool;
     /// The evaluation transform of the model's family (timm's pretrained configs).
     fn preprocess(&self) -> Preprocess;
     /// All taps for an input of `height` x `width`, in forward order.

@@ -8,7 +8,7 @@
 use crate::data::{Interpolation, Preprocess};
 use crate::error::{Error, Result};
 use crate::gpu::ops::{self, Act, Epilogue};
-use crate::gpu::{Gpu, Plan, Tensor};
+use crate::gpu::{Elem, Gpu, Plan, Tensor};
 use crate::model::interpolate;
 use crate::model::layers::{self, linear_sized, norm, optional_vector, vector};
 use crate::model::weights::{Weights, transpose};
@@ -344,6 +344,10 @@ impl Network for Vit {
 
     fn parameters(&self) -> usize {
         self.params
+    }
+
+    fn f16_weights(&self) -> bool {
+        self.patch_w.elem == Elem::F16
     }
 
     fn preprocess(&self) -> Preprocess {
