@@ -12,7 +12,9 @@
 //! Run: cargo bench --bench matmul
 //! SPARSESCOPE_PYTHON names the Python with numpy (default python3); without numpy the
 //! comparison is skipped with a note. SPARSESCOPE_MATMUL_VARIANTS=subgroup,tiled (substrings of
-//! kernel names) limits the variants run.
+//! kernel names, or "f16") limits the variants run. Each kernel runs twice where the adapter has
+//! SHADER_F16: with B stored as f32 and as f16 (`--f16-weights`), validated against the
+//! reference on the f16-rounded B.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -89,11 +91,32 @@ fn validate_small(gpu: &Gpu, variant: MatmulVariant) {
     }
 }
 
+/// A kernel and how B is stored: f32, or f16 as `--f16-weights` stores weights.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    variant: MatmulVariant,
+    f16_b: bool,
+}
+
+impl Kind {
+    fn name(self) -> String {
+        format!(
+            "{}{}",
+            self.variant.kernel(),
+            if self.f16_b { " f16 B" } else { "" }
+        )
+    }
+}
+
 struct Case {
     a: Vec<f32>,
+    /// B, and B rounded to f16 (what the f16 kernels read).
     b: Vec<f32>,
+    b16: Vec<f32>,
     ta: Tensor,
     tb: Tensor,
+    /// B stored as f16, where the adapter has SHADER_F16.
+    tb16: Option<Tensor>,
     out: Tensor,
     n: usize,
 }
@@ -102,26 +125,39 @@ impl Case {
     fn new(gpu: &Gpu, n: usize) -> Case {
         let a = random(M * K, 10 + n as u64);
         let b = random(K * n, 20 + n as u64);
+        let tb16 = gpu
+            .features
+            .contains(wgpu::Features::SHADER_F16)
+            .then(|| gpu.upload_f16("b f16", &[K, n], &b).unwrap());
         Case {
             ta: gpu.upload("a", &[M, K], &a).unwrap(),
             tb: gpu.upload("b", &[K, n], &b).unwrap(),
+            tb16,
             out: gpu.zeros("out", &[M, n]).unwrap(),
             a,
+            b16: b.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
             b,
             n,
         }
     }
 
-    fn plan(&self, gpu: &Gpu, variant: MatmulVariant, reps: usize) -> Plan {
+    fn plan(&self, gpu: &Gpu, kind: Kind, reps: usize) -> Plan {
+        let b = if kind.f16_b {
+            self.tb16
+                .as_ref()
+                .expect("f16 kinds only where SHADER_F16 is")
+        } else {
+            &self.tb
+        };
         let mut plan = Plan::default();
         for _ in 0..reps {
             plan.push(
                 ops::matmul_with(
                     gpu,
-                    variant,
+                    kind.variant,
                     &self.ta,
                     K,
-                    &self.tb,
+                    b,
                     &self.out,
                     M,
                     Epilogue::default(),
@@ -134,8 +170,8 @@ impl Case {
 
     /// Sampled entries of the timed shape (the pipeline is warm after this, too); returns the
     /// seconds of that one (first) dispatch.
-    fn validate(&self, gpu: &Gpu, variant: MatmulVariant) -> f64 {
-        let plan = self.plan(gpu, variant, 1);
+    fn validate(&self, gpu: &Gpu, kind: Kind) -> f64 {
+        let plan = self.plan(gpu, kind, 1);
         plan.run(gpu).unwrap(); // compiles the pipeline (LLVM JIT on lavapipe)
         let start = Instant::now();
         plan.run(gpu).unwrap();
@@ -147,9 +183,10 @@ impl Case {
             s ^= s >> 7;
             s ^= s << 17;
             let (i, j) = ((s >> 32) as usize % M, (s & 0xffff_ffff) as usize % self.n);
-            let want = reference_entry(&self.a, &self.b, K, self.n, i, j);
+            let b = if kind.f16_b { &self.b16 } else { &self.b };
+            let want = reference_entry(&self.a, b, K, self.n, i, j);
             assert_near(
-                &format!("{variant:?} {M}x{K}x{} [{i}, {j}]", self.n),
+                &format!("{} {M}x{K}x{} [{i}, {j}]", kind.name(), self.n),
                 got[i * self.n + j],
                 want,
                 K,
@@ -215,7 +252,6 @@ fn main() {
     let wanted = std::env::var("SPARSESCOPE_MATMUL_VARIANTS").unwrap_or_default();
     let variants: Vec<MatmulVariant> = MatmulVariant::ALL
         .into_iter()
-        .filter(|v| wanted.is_empty() || wanted.split(',').any(|w| v.kernel().contains(w)))
         .filter(|v| match v.unsupported(&gpu, NS[0]) {
             None => true,
             Some(why) => {
@@ -228,6 +264,13 @@ fn main() {
         validate_small(&gpu, v);
     }
     println!("validated on 37x70x68 (bias + GELU) against the f64 reference: {variants:?}");
+    let f16 = gpu.features.contains(wgpu::Features::SHADER_F16);
+    let kinds: Vec<Kind> = variants
+        .iter()
+        .flat_map(|&variant| [false, true].map(|f16_b| Kind { variant, f16_b }))
+        .filter(|k| !k.f16_b || f16)
+        .filter(|k| wanted.is_empty() || wanted.split(',').any(|w| k.name().contains(w)))
+        .collect();
 
     let mut criterion = Criterion::default()
         .sample_size(10)
@@ -240,32 +283,32 @@ fn main() {
         let case = Case::new(&gpu, n);
         let mut group = criterion.benchmark_group(format!("matmul_{M}x{K}x{n}"));
         group.sampling_mode(SamplingMode::Flat);
-        for &variant in &variants {
-            let single = case.validate(&gpu, variant);
+        for &kind in &kinds {
+            let name = kind.name();
+            let single = case.validate(&gpu, kind);
             if single > SLOW_S {
                 // Criterion needs 10 samples at least: a plain timed loop keeps a kernel that
                 // is slow on this adapter (the tiled one on lavapipe) within seconds.
-                let plan = case.plan(&gpu, variant, 1);
+                let plan = case.plan(&gpu, kind, 1);
                 let start = Instant::now();
                 for _ in 0..SLOW_RUNS {
                     plan.run(&gpu).unwrap();
                 }
                 let seconds = start.elapsed().as_secs_f64();
                 println!(
-                    "matmul_{M}x{K}x{n}/{}: {:.3} s per run (plain timing of {SLOW_RUNS} runs: slower than {SLOW_S} s)",
-                    variant.kernel(),
+                    "matmul_{M}x{K}x{n}/{name}: {:.3} s per run (plain timing of {SLOW_RUNS} runs: slower than {SLOW_S} s)",
                     seconds / SLOW_RUNS as f64
                 );
                 let mut t = totals.borrow_mut();
-                let e = t.entry((n, variant.kernel().to_string())).or_default();
+                let e = t.entry((n, name)).or_default();
                 e.0 += plan.flops() as f64 * SLOW_RUNS as f64;
                 e.1 += seconds;
                 continue;
             }
             let reps = ((0.25 / single).round() as usize).clamp(1, 64);
-            let plan = case.plan(&gpu, variant, reps);
+            let plan = case.plan(&gpu, kind, reps);
             let flops = plan.flops() as f64;
-            group.bench_function(variant.kernel(), |bencher| {
+            group.bench_function(&name, |bencher| {
                 bencher.iter_custom(|iters| {
                     let start = Instant::now();
                     for _ in 0..iters {
@@ -273,7 +316,7 @@ fn main() {
                     }
                     let elapsed = start.elapsed();
                     let mut t = totals.borrow_mut();
-                    let e = t.entry((n, variant.kernel().to_string())).or_default();
+                    let e = t.entry((n, name.clone())).or_default();
                     e.0 += flops * iters as f64;
                     e.1 += elapsed.as_secs_f64();
                     elapsed
