@@ -380,16 +380,7 @@ impl Gpu {
         data: &[T],
     ) -> Result<Tensor> {
         assert_eq!(std::mem::size_of::<T>(), 4, "tensors hold 4-byte elements");
-        let len: usize = shape.iter().product();
-        if len != data.len() {
-            return Err(Error::shape(
-                label,
-                format!(
-                    "{} elements given for shape {shape:?} ({len} elements)",
-                    data.len()
-                ),
-            ));
-        }
+        check_upload(label, shape, data.len())?;
         let t = self.zeros(label, shape)?;
         self.queue
             .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
@@ -406,16 +397,7 @@ impl Gpu {
                 self.info.name
             )));
         }
-        let len: usize = shape.iter().product();
-        if len != data.len() {
-            return Err(Error::shape(
-                label,
-                format!(
-                    "{} elements given for shape {shape:?} ({len} elements)",
-                    data.len()
-                ),
-            ));
-        }
+        let len = check_upload(label, shape, data.len())?;
         let halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
         let buffer = self.storage_buffer(label, (len.max(1) * 2) as u64)?;
         // write_buffer takes whole 4-byte words: an odd count is padded with one zero half.
@@ -527,6 +509,18 @@ impl Gpu {
         }
         self.check_alive()
     }
+}
+
+/// The element count of `shape`, if `given` elements fill it.
+fn check_upload(label: &str, shape: &[usize], given: usize) -> Result<usize> {
+    let len: usize = shape.iter().product();
+    if len != given {
+        return Err(Error::shape(
+            label,
+            format!("{given} elements given for shape {shape:?} ({len} elements)"),
+        ));
+    }
+    Ok(len)
 }
 
 /// The runtime checks naga adds to our kernels: all but loop bounding (see `Gpu::pipeline`).

@@ -187,6 +187,25 @@ fn check_conv(
     variants
 }
 
+/// `check_conv` on each case with four of the epilogue combinations and activations varying
+/// by case; returns the variants run per case.
+fn check_cases(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    cases: &[ConvSpec],
+    storage: Storage,
+) -> Vec<Vec<ConvVariant>> {
+    cases
+        .iter()
+        .enumerate()
+        .map(|(case, s)| {
+            check_conv(gpu, rng, s, storage, &FLAGS[case % 4..case % 4 + 4], |i| {
+                ACTS[(case + i) % ACTS.len()]
+            })
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spec(
     [batch, height, width]: [usize; 3],
@@ -249,15 +268,7 @@ fn conv2d_variants_match_reference_on_odd_geometries() {
         spec([2, 10, 9], [64, 72], [3, 3], 1, 1, 1, [1; 4]),
     ];
     let mut subgroup_runs = 0;
-    for (case, s) in cases.iter().enumerate() {
-        let ran = check_conv(
-            &gpu,
-            &mut rng,
-            s,
-            Storage::F32,
-            &FLAGS[case % 4..case % 4 + 4],
-            |i| ACTS[(case + i) % ACTS.len()],
-        );
+    for ran in check_cases(&gpu, &mut rng, &cases, Storage::F32) {
         assert!(ran.contains(&ConvVariant::Tiled));
         subgroup_runs += ran.contains(&ConvVariant::Subgroup) as usize;
     }
@@ -306,15 +317,8 @@ fn depthwise_conv2d_matches_reference() {
         // C % 4 != 0: conv2d() routes to the grouped GEMM.
         dw([1, 7, 6], 6, 3, 1, [1; 4]),
     ];
-    for (case, s) in cases.iter().enumerate() {
-        let ran = check_conv(
-            &gpu,
-            &mut rng,
-            s,
-            Storage::F32,
-            &FLAGS[case % 4..case % 4 + 4],
-            |i| ACTS[(case + i) % ACTS.len()],
-        );
+    let runs = check_cases(&gpu, &mut rng, &cases, Storage::F32);
+    for (s, ran) in cases.iter().zip(runs) {
         let want_depthwise = s.cin % 4 == 0;
         assert_eq!(
             ran.contains(&ConvVariant::Depthwise),
@@ -346,17 +350,10 @@ fn conv_variants_read_f16_weights() {
         same(spec([1, 9, 9], [20, 20], [5, 5], 1, 1, 20, [0; 4])),
         spec([1, 4, 6], [8, 8], [7, 7], 1, 1, 8, [3; 4]),
     ];
-    let mut ran = Vec::new();
-    for (case, s) in cases.iter().enumerate() {
-        ran.extend(check_conv(
-            &gpu,
-            &mut rng,
-            s,
-            Storage::F16,
-            &FLAGS[case % 4..case % 4 + 4],
-            |i| ACTS[(case + i) % ACTS.len()],
-        ));
-    }
+    let ran: Vec<ConvVariant> = check_cases(&gpu, &mut rng, &cases, Storage::F16)
+        .into_iter()
+        .flatten()
+        .collect();
     for v in ConvVariant::ALL {
         assert!(
             ran.contains(&v) || !(gpu.is_cpu() && gpu.has_subgroups()),

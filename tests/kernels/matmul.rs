@@ -175,6 +175,24 @@ fn check_case(
     }
 }
 
+/// `check_case` on every (m, k, n) of `shapes` with every variant (N rounded up to a multiple
+/// of 4 for the subgroup kernel, which reads B as vec4 and refuses other N, tested below),
+/// every epilogue combination, activations varying by case, and A's rows padded on odd cases.
+fn check_shapes(gpu: &Gpu, rng: &mut Rng, shapes: &[(usize, usize, usize)], storage: Storage) {
+    for variant in variants(gpu) {
+        for (case, &(m, k, n)) in shapes.iter().enumerate() {
+            let n = match variant {
+                MatmulVariant::Subgroup => n.div_ceil(4) * 4,
+                MatmulVariant::Tiled => n,
+            };
+            let a_stride = if case % 2 == 0 { k } else { k + 1 + case % 5 };
+            check_case(gpu, rng, variant, storage, m, k, n, a_stride, &FLAGS, |i| {
+                ACTS[(case + i) % ACTS.len()]
+            });
+        }
+    }
+}
+
 #[test]
 fn matmul_variants_match_reference_on_odd_shapes() {
     let gpu = gpu();
@@ -203,29 +221,7 @@ fn matmul_variants_match_reference_on_odd_shapes() {
         let n = 1 + rng.below(140);
         shapes.push((m, k, n));
     }
-    for variant in variants(&gpu) {
-        for (case, &(m, k, n)) in shapes.iter().enumerate() {
-            // The subgroup kernel reads B as vec4 and refuses N % 4 != 0 (tested below);
-            // round such N up so that every shape still runs on it.
-            let n = match variant {
-                MatmulVariant::Subgroup => n.div_ceil(4) * 4,
-                MatmulVariant::Tiled => n,
-            };
-            let a_stride = if case % 2 == 0 { k } else { k + 1 + case % 5 };
-            check_case(
-                &gpu,
-                &mut rng,
-                variant,
-                Storage::F32,
-                m,
-                k,
-                n,
-                a_stride,
-                &FLAGS,
-                |i| ACTS[(case + i) % ACTS.len()],
-            );
-        }
-    }
+    check_shapes(&gpu, &mut rng, &shapes, Storage::F32);
 }
 
 #[test]
@@ -233,7 +229,7 @@ fn matmul_variants_read_f16_weights() {
     let gpu = gpu();
     let mut rng = Rng::new(8);
     // Odd element counts of B (7 x 5 = 35 halves) end in a padded 4-byte word.
-    let shapes: [(usize, usize, usize); 6] = [
+    let shapes = [
         (1, 1, 4),
         (7, 13, 5),
         (9, 8, 36),
@@ -241,26 +237,7 @@ fn matmul_variants_read_f16_weights() {
         (49, 40, 68),
         (50, 97, 44),
     ];
-    for variant in variants(&gpu) {
-        for (case, &(m, k, n)) in shapes.iter().enumerate() {
-            let n = match variant {
-                MatmulVariant::Subgroup => n.div_ceil(4) * 4,
-                MatmulVariant::Tiled => n,
-            };
-            check_case(
-                &gpu,
-                &mut rng,
-                variant,
-                Storage::F16,
-                m,
-                k,
-                n,
-                k,
-                &FLAGS,
-                |i| ACTS[(case + i) % ACTS.len()],
-            );
-        }
-    }
+    check_shapes(&gpu, &mut rng, &shapes, Storage::F16);
 }
 
 #[test]
