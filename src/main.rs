@@ -480,6 +480,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let gpu = open_gpu(&cli.gpu)?;
             let net = model::load(&gpu, path, &model_options(model_args))?;
+            let weight_bytes = gpu.uploaded_bytes();
             let side = size.unwrap_or(net.preprocess().crop_size as usize);
             let taps = net.taps(side, side)?;
             if cli.json {
@@ -488,6 +489,8 @@ fn run(cli: Cli) -> Result<()> {
                     "arch": net.arch(),
                     "description": net.describe(),
                     "parameters": net.parameters(),
+                    "weight_bytes": weight_bytes,
+                    "f16_weights": net.f16_weights(),
                     "input": [3, side, side],
                     "adapter": gpu.summary(),
                     "taps": taps,
@@ -497,8 +500,14 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", path.display());
                 println!("  {}", net.describe());
                 println!(
-                    "  {:.2} M parameters; input 3x{side}x{side}",
-                    net.parameters() as f64 / 1e6
+                    "  {:.2} M parameters, {:.1} MB on the GPU ({}); input 3x{side}x{side}",
+                    net.parameters() as f64 / 1e6,
+                    weight_bytes as f64 / 1e6,
+                    if net.f16_weights() {
+                        "f16 weight matrices and kernels"
+                    } else {
+                        "f32"
+                    }
                 );
                 println!("  adapter: {} ({:?})", gpu.info.name, gpu.info.device_type);
                 println!("  {} taps, [P positions, C channels]:", taps.len());

@@ -48,6 +48,33 @@ fn inspect_lists_every_tap_with_its_shape() {
     assert_eq!(taps.last().unwrap()["name"], "_bn1");
     assert_eq!(taps.last().unwrap()["channels"], 1280);
     assert_eq!(v["parameters"], 4_694_024);
+    assert_eq!(v["f16_weights"], false);
+}
+
+#[test]
+fn inspect_reports_the_weights_memory_halved_by_f16_weights() {
+    let bytes = |extra: &[&str]| {
+        let model = root().join(EFFNET).to_string_lossy().into_owned();
+        let mut args = vec!["inspect", &model, "--json"];
+        args.extend_from_slice(extra);
+        let o = sparsescope(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["f16_weights"], !extra.is_empty());
+        v["weight_bytes"].as_u64().unwrap() as f64
+    };
+    let (f32_bytes, f16_bytes) = (bytes(&[]), bytes(&["--f16-weights"]));
+    // Every folded kernel and the classifier go to f16; only the biases (about 0.6% of the
+    // elements) stay f32.
+    let ratio = f16_bytes / f32_bytes;
+    assert!(
+        ratio > 0.5 && ratio < 0.51,
+        "f16 / f32 weight bytes = {ratio}"
+    );
+    assert!(
+        f32_bytes > 4.0 * 4.6e6,
+        "{f32_bytes} bytes for 4.7 M parameters"
+    );
 }
 
 #[test]

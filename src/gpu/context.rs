@@ -72,6 +72,8 @@ pub struct Gpu {
     tuning: std::sync::OnceLock<Tuning>,
     /// Bound where a kernel's optional input is absent (bindings cannot be left empty).
     dummy: Tensor,
+    /// Bytes of the tensors made by `upload` and `upload_f16` so far (`uploaded_bytes`).
+    uploaded: std::sync::atomic::AtomicU64,
 }
 
 fn parse_backend(name: &str) -> Result<wgpu::Backends> {
@@ -232,6 +234,7 @@ impl Gpu {
             lost,
             cache_dir: None,
             tuning: std::sync::OnceLock::new(),
+            uploaded: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -384,6 +387,7 @@ impl Gpu {
         let t = self.zeros(label, shape)?;
         self.queue
             .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.count_upload(&t);
         Ok(t)
     }
 
@@ -406,7 +410,19 @@ impl Gpu {
         self.queue.write_buffer(&buffer, 0, &bytes);
         let mut t = Tensor::new(buffer, shape.to_vec());
         t.elem = Elem::F16;
+        self.count_upload(&t);
         Ok(t)
+    }
+
+    fn count_upload(&self, t: &Tensor) {
+        self.uploaded
+            .fetch_add(t.bytes(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes of every tensor made by `upload` or `upload_f16` so far: right after loading a
+    /// model, the model's weights on the GPU.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Overwrite a tensor's contents (e.g. the input of the next batch).
