@@ -283,7 +283,7 @@ impl Plan {
                         src.offset,
                         dst,
                         *dst_offset,
-                        (src.len() * 4) as u64,
+                        src.bytes(),
                     );
                     i += 1;
                 }
