@@ -109,3 +109,19 @@ impl Tensor {
         self.len() / self.cols().max(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::beyond_f16;
+
+    #[test]
+    fn beyond_f16_flags_only_finite_values_that_round_to_infinity() {
+        // 65504 is f16's largest finite value; 65519.99 still rounds down to it, 65520 (the
+        // midpoint to the next step) rounds to even, which is infinity.
+        assert_eq!(beyond_f16(&[0.0, -65504.0, 65504.0, 65519.99]), None);
+        assert_eq!(beyond_f16(&[1.0, 65520.0, 1e6]), Some((1, 65520.0)));
+        assert_eq!(beyond_f16(&[-7e4]), Some((0, -7e4)));
+        // Values that are not finite are the checkpoint check's business, not this one's.
+        assert_eq!(beyond_f16(&[f32::INFINITY, f32::NAN, 1e-9]), None);
+    }
+}
