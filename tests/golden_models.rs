@@ -1,11 +1,15 @@
 //! Every tap and the logits of tiny random-weight models against PyTorch (timm / transformers),
 //! from the fixtures tests/golden/make_golden.py writes. Weights are regenerated from each
 //! manifest's recipe (tests/common), so git holds only inputs and reference activations.
-//! A failure names the first tap that differs.
+//! A failure names the first tap that differs. With `--f16-weights`, vit_tiny and convnext_atto
+//! against PyTorch run with the same f16-rounded weights (tests/golden/make_f16w_golden.py).
 
 mod common;
 mod support;
 
+use std::path::Path;
+
+use common::golden::Golden;
 use sparsescope::extract::TapReader;
 use sparsescope::gpu::{Gpu, GpuOptions};
 use sparsescope::model::{self, ModelOptions};
@@ -19,9 +23,31 @@ const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
 fn check(fixture: &str, options: ModelOptions) {
-    let gpu = gpu();
     let (checkpoint, golden) = common::fixture(fixture).unwrap();
-    let net = model::load(&gpu, &checkpoint, &options).unwrap_or_else(|e| panic!("{fixture}: {e}"));
+    check_against(fixture, &checkpoint, &golden, options);
+}
+
+/// With `--f16-weights`, against `<fixture>.f16w.golden.safetensors`: PyTorch run with the
+/// fixture's conv and linear weights rounded to f16 (tests/golden/make_f16w_golden.py), which
+/// moves the taps by 1.4e-3 to 8e-3 from the f32 golden.
+fn check_f16_weights(fixture: &str) {
+    let checkpoint = common::synth_checkpoint(&common::manifest_path(fixture)).unwrap();
+    let golden = Golden::load(&common::golden_path(&format!("{fixture}.f16w"))).unwrap();
+    let options = ModelOptions {
+        f16_weights: true,
+        ..Default::default()
+    };
+    check_against(
+        &format!("{fixture} (f16 weights)"),
+        &checkpoint,
+        &golden,
+        options,
+    );
+}
+
+fn check_against(fixture: &str, checkpoint: &Path, golden: &Golden, options: ModelOptions) {
+    let gpu = gpu();
+    let net = model::load(&gpu, checkpoint, &options).unwrap_or_else(|e| panic!("{fixture}: {e}"));
     let (n, h, w) = golden.input_nhw();
     let taps = net.taps(h, w).unwrap();
     let all: Vec<usize> = (0..taps.len()).collect();
@@ -39,7 +65,7 @@ fn check(fixture: &str, options: ModelOptions) {
         taps.len(),
         golden.taps.len()
     );
-    let errors = common::golden::compare_taps(&golden, &named, ATOL, RTOL);
+    let errors = common::golden::compare_taps(golden, &named, ATOL, RTOL);
     let worst = errors.iter().map(|(_, e)| *e).fold(0.0f32, f32::max);
     eprintln!(
         "{fixture}: {} taps match, worst max abs error {worst:.2e}",
@@ -47,7 +73,7 @@ fn check(fixture: &str, options: ModelOptions) {
     );
     match (&golden.logits, &got.logits) {
         (Some(_), Some(l)) => {
-            let e = common::golden::compare_logits(&golden, l, ATOL, RTOL);
+            let e = common::golden::compare_logits(golden, l, ATOL, RTOL);
             eprintln!("{fixture}: logits max abs error {e:.2e}");
         }
         (None, None) => {}
@@ -94,6 +120,16 @@ fn efficientnet_lite0_timm() {
 #[test]
 fn convnext_atto() {
     check("convnext_atto", ModelOptions::default());
+}
+
+#[test]
+fn vit_tiny_timm_f16_weights() {
+    check_f16_weights("vit_tiny");
+}
+
+#[test]
+fn convnext_atto_f16_weights() {
+    check_f16_weights("convnext_atto");
 }
 
 /// A batch whose activations exceed the adapter's buffer limit is not refused: `fit_batch`
