@@ -19,6 +19,16 @@ use crate::model::{Forward, Network, TapInfo, TapKind};
 
 const STAGE_STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
 
+/// A block's checkpoint keys: (name, (expand conv, its BatchNorm) if it expands, (depthwise
+/// conv, BN), (project conv, BN), stage).
+type BlockKeys = (
+    String,
+    Option<(String, String)>,
+    (String, String),
+    (String, String),
+    usize,
+);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Naming {
     Timm,
@@ -92,14 +102,7 @@ impl EfficientNet {
             1,
             padding(naming, 3),
         )?;
-        // (name, key of expand conv, expand bn, depthwise, dw bn, project, project bn, stage)
-        let mut specs: Vec<(
-            String,
-            Option<(String, String)>,
-            (String, String),
-            (String, String),
-            usize,
-        )> = Vec::new();
+        let mut specs: Vec<BlockKeys> = Vec::new();
         match naming {
             Naming::TfPort => {
                 let mut n = 0;
