@@ -57,13 +57,6 @@ fn common_flags(run: &RunDir) -> serde_json::Value {
     f
 }
 
-/// Whether a run stored its weights as f16 (runs made before the flag existed did not).
-fn f16_weights(run: &RunDir) -> bool {
-    run.summary["model"]["f16_weights"]
-        .as_bool()
-        .unwrap_or(false)
-}
-
 /// The parts come from one run: same list, model, input and flags; with `numbered`, they are
 /// also the shards 0..COUNT-1 of it, each once.
 fn check_together(parts: &[Part], numbered: bool) -> Result<()> {
@@ -82,7 +75,7 @@ fn check_together(parts: &[Part], numbered: bool) -> Result<()> {
             ))
         } else if p.run.summary["model"]["sha256"] != first.run.summary["model"]["sha256"] {
             Some("was made with another model (sha256 differs)".into())
-        } else if f16_weights(&p.run) != f16_weights(&first.run) {
+        } else if p.run.f16_weights() != first.run.f16_weights() {
             Some("was made with other weight storage (--f16-weights in one only)".into())
         } else if common_flags(&p.run) != common_flags(&first.run) {
             Some("was made with other flags (see flags in summary.json)".into())

@@ -87,6 +87,15 @@ impl RunDir {
             .unwrap_or(8) as usize
     }
 
+    /// Whether the run stored its weights as f16 (`--f16-weights`; runs made before the flag
+    /// existed did not).
+    pub fn f16_weights(&self) -> bool {
+        self.summary
+            .pointer("/model/f16_weights")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     pub fn n_images(&self) -> usize {
         self.images.len()
     }

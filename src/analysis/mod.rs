@@ -95,9 +95,7 @@ pub fn open_run_model(
         model_options.arch = run.summary["model"]["arch"].as_str().map(str::to_string);
     }
     // The second pass must see the activations the run saw.
-    model_options.f16_weights |= run.summary["model"]["f16_weights"]
-        .as_bool()
-        .unwrap_or(false);
+    model_options.f16_weights |= run.f16_weights();
     crate::model::load(gpu, &path, &model_options)
 }
 
