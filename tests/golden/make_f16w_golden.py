@@ -46,15 +46,7 @@ def run(name):
             if stored_as_f16(key, p):
                 p.copy_(p.half().float())
                 rounded += p.numel()
-    _, x = mg.generate(mg.seed_of(name, "input"), -1.0, 1.0, spec["input_shape"], "f32")
-    x = torch.from_numpy(x.copy())
-    out, taps, fired = mg.capture(model, spec["taps"], x)
-    order = [t[0] for t in spec["taps"]]
-    if fired != order:
-        raise SystemExit(f"{name}: hooks fired in order {fired}, declared {order}")
-    tensors = {"input": x.numpy(), "logits": out.detach().float().numpy()}
-    for tap in order:
-        tensors[f"tap:{tap}"] = np.ascontiguousarray(taps[tap], dtype=np.float32)
+    _, tensors, order, _ = mg.run_model(name, spec, model)
 
     f32 = safetensors.numpy.load_file(os.path.join(mg.HERE, f"{name}.golden.safetensors"))
     if not np.array_equal(f32["input"], tensors["input"]):

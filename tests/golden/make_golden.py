@@ -556,6 +556,24 @@ def manifest_json(manifest):
     return "{\n" + "\n".join(lines) + '\n  "tensors": [\n' + ",\n".join(rows) + "\n  ]\n}\n"
 
 
+def run_model(name, spec, model):
+    """Run `model` on the fixture's input (from the same PRNG as the weights, so it too is
+    reproducible without the file); returns the input, the golden tensors ("input", "logits"
+    when the model has a head, "tap:<name>" [N, P, C]), the tap order and the taps by name."""
+    _, x = generate(seed_of(name, "input"), -1.0, 1.0, spec["input_shape"], "f32")
+    x = torch.from_numpy(x.copy())
+    out, taps, fired = capture(model, spec["taps"], x)
+    order = [t[0] for t in spec["taps"]]
+    if fired != order:
+        raise SystemExit(f"{name}: hooks fired in order {fired}, declared {order}")
+    tensors = {"input": x.numpy()}
+    if spec["logits"]:
+        tensors["logits"] = out.detach().float().numpy()
+    for tap in order:
+        tensors[f"tap:{tap}"] = np.ascontiguousarray(taps[tap], dtype=np.float32)
+    return x, tensors, order, taps
+
+
 def run_fixture(name):
     """Build, fill, run and write one fixture; returns its tensors' hashes for prng_check.json.
     (Per-fixture statistics can hook in after `capture`, where `taps` holds every [N, P, C].)"""
@@ -570,19 +588,7 @@ def run_fixture(name):
         "input_shape": spec["input_shape"],
         "tensors": entries,
     }
-    # The input comes from the same PRNG, so it too is reproducible without the file.
-    _, x = generate(seed_of(name, "input"), -1.0, 1.0, spec["input_shape"], "f32")
-    x = torch.from_numpy(x.copy())
-    out, taps, fired = capture(model, spec["taps"], x)
-    order = [t[0] for t in spec["taps"]]
-    if fired != order:
-        raise SystemExit(f"{name}: hooks fired in order {fired}, declared {order}")
-
-    tensors = {"input": x.numpy()}
-    if spec["logits"]:
-        tensors["logits"] = out.detach().float().numpy()
-    for tap in order:
-        tensors[f"tap:{tap}"] = np.ascontiguousarray(taps[tap], dtype=np.float32)
+    x, tensors, order, taps = run_model(name, spec, model)
     if spec.get("extra"):
         tensors.update(spec["extra"](model, x))
     for k, v in tensors.items():
