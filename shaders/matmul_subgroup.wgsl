@@ -5,26 +5,29 @@
 // Bindings: 0 params (Meta); 1 a [rows at a_stride]; 2 b [K, N] read as vec4 (needs N % 4 == 0);
 //           3 bias [N]; 4 scale [N]; 5 res [M, N]; 6 out [M, N], the last four as vec4
 //           (epilogue_vec4.wgsl). Meta and epilogue as in matmul_tiled.
-// Grid: ceil(N / 32) * ceil(M / 48) workgroups in any grid shape (linear index
+// Grid: ceil(N / 64) * ceil(M / 40) workgroups in any grid shape (linear index
 // wid.x + wid.y * nwg.x; workgroups past the end return), times the batch in z: item z reads A
 // from element z * a_batch and B from z * b_batch, and writes rows z * M.. of out (and res).
 // A workgroup is exactly one subgroup of 8 lanes (ops::matmul routes here only when the
-// adapter's subgroup size is fixed at 8) and owns a 48-row x 32-column block of out: lane l
-// holds the vec4 of columns 4l..4l+3 for all 48 rows (48 vec4 accumulators). Per 8 consecutive
-// k, lane l loads A[row, k0 + l] for the 48 rows and B's 8 vec4 of its columns, and
-// subgroupBroadcast (a register shuffle on llvmpipe) hands each A element to every lane: 80
-// lane-loads per 48 x 32 x 8 multiply-adds, each input element loaded once per workgroup.
-// ops::SUBGROUP_ROWS must equal ROWS (a unit test checks): the grid is exact, because on
-// lavapipe a surplus workgroup runs the whole kernel masked off.
-// Measured on lavapipe (Mesa 22.3, 2-core Xeon, scratch harness), M = 1576, K = 768, N = 768 /
-// 3072 GFLOP/s: 16 rows 32 / 22, 24 rows 35 / 27, 32 rows 36-38 / 30-32, 48 rows 40 / 33,
-// 64 rows 40 / 34 (longer compile); an earlier 2-core Zen 5 machine gave 8 rows 33, 16 rows 40,
-// 24 rows 43-45 for N = 768. The rows are written out (//#repeat, expanded by the shader
+// adapter's subgroup size is fixed at 8) and owns a 40-row x 64-column block of out: lane l
+// holds two vec4 of columns, 4l..4l+3 ("lo") and 32+4l..32+4l+3 ("hi"), for all 40 rows (80
+// vec4 accumulators). Per 8 consecutive k, lane l loads A[row, k0 + l] for the 40 rows and B's
+// 16 vec4 of its columns, and subgroupBroadcast (a register shuffle on llvmpipe) hands each A
+// element to every lane: 56 lane-loads per 40 x 64 x 8 multiply-adds, each input element
+// loaded once per workgroup.
+// ops::SUBGROUP_ROWS and ops::SUBGROUP_COLS must equal ROWS and COLS (a unit test checks): the
+// grid is exact, because on lavapipe a surplus workgroup runs the whole kernel masked off.
+// Measured on lavapipe (Mesa 22.3, 2-core Xeon), M = 1576, K = 768, N = 768 / 3072 GFLOP/s,
+// benches/matmul: one vec4 per lane (32 columns) with 16 rows 32 / 22, 24 rows 35 / 27, 32 rows
+// 36-38 / 30-32, 48 rows 40 / 33 (a later machine: 45.8 / 41.7), 64 rows 40 / 34; two vec4 per
+// lane (64 columns, half the A loads per multiply-add) on that later machine with 16 rows
+// 41.6 / 38.7, 24 rows 45-49 / 44-45, 32 rows 50-55 / 45-48, 40 rows 55-56 / 49-50, 48 rows
+// 45 / 40 (register spills). The rows are written out (//#repeat, expanded by the shader
 // registry) because a subgroupBroadcast lane must be a constant expression, and the same loop
 // over a private array measured 2x slower.
 // Workgroups walk panels of PANEL column blocks, rows fastest within a panel, so that a panel
 // of B (K x 32 * PANEL floats) stays in cache while every row block passes over it
-// (N = 3072: 15 GFLOP/s with one column block per panel, 21 with 4).
+// (N = 3072, 32-column blocks: 15 GFLOP/s with one column block per panel, 21 with 4).
 // Reference: the register-blocked outer-product GEMM micro-kernel (BLIS), with the subgroup
 // standing in for the SIMD register.
 //
@@ -48,8 +51,10 @@ alias W = f32;
 @group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
-const ROWS: u32 = 48u;
-// Column blocks (of 32 columns) per panel of the workgroup order; a tuning knob.
+const ROWS: u32 = 40u;
+// Output columns per workgroup: two vec4 per lane.
+const COLS: u32 = 64u;
+// Column blocks (of 64 columns) per panel of the workgroup order; a tuning knob.
 override PANEL: u32 = 4u;
 
 // One row's contribution of an 8-deep k block: x (lane i's value is A[row, k0 + i]) times
@@ -75,7 +80,7 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
     epilogue_bindings();
     let n4 = params.n / 4u;
-    let col_groups = (n4 + 7u) / 8u;
+    let col_groups = (params.n + COLS - 1u) / COLS;
     let row_groups = (params.m + ROWS - 1u) / ROWS;
     let group = wid.x + wid.y * nwg.x;
     // Uniform across the workgroup, so the subgroup stays whole for the broadcasts below.
@@ -84,50 +89,71 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let within = group % (PANEL * row_groups);
     let width = min(PANEL, col_groups - panel * PANEL);
     let row0 = (within / width) * ROWS;
-    let c4 = (panel * PANEL + within % width) * 8u + lane;
-    let c4_load = min(c4, n4 - 1u);
+    // This lane's two vec4 columns, and the ones it loads (clamped into range).
+    let c4_lo = (panel * PANEL + within % width) * (COLS / 4u) + lane;
+    let c4_hi = c4_lo + 8u;
+    let load_lo = min(c4_lo, n4 - 1u);
+    let load_hi = min(c4_hi, n4 - 1u);
     let last_row = params.m - 1u;
     let s = params.a_stride;
     // Batch item wid.z: A and B start a_batch and b_batch elements further, out at row z * M.
-    let a0 = wid.z * params.a_batch;
-    let b0 = wid.z * (params.b_batch / 4u);
+    let a_item = wid.z * params.a_batch;
+    let b_item = wid.z * (params.b_batch / 4u);
     let base = wid.z * params.m;
 
-    // The start of each row of A (rows past the end clamped to the last) and its accumulator.
-    //#repeat r 48
-    let ra{r} = a0 + min(row0 + {r}u, last_row) * s;
-    var acc{r} = vec4<f32>(0.0);
+    // The start of each row of A (rows past the end clamped to the last) and its accumulators.
+    //#repeat r 40
+    let ra{r} = a_item + min(row0 + {r}u, last_row) * s;
+    var lo{r} = vec4<f32>(0.0);
+    var hi{r} = vec4<f32>(0.0);
     //#end
 
     let k_full = params.k & ~7u;
     for (var k0 = 0u; k0 < k_full; k0 += 8u) {
         let ka = k0 + lane;
-        //#repeat r 48
+        //#repeat r 40
         let x{r} = a[ra{r} + ka];
         //#end
-        let bi = b0 + k0 * n4 + c4_load;
-        let b0 = vec4<f32>(b[bi]);
-        let b1 = vec4<f32>(b[bi + n4]);
-        let b2 = vec4<f32>(b[bi + 2u * n4]);
-        let b3 = vec4<f32>(b[bi + 3u * n4]);
-        let b4 = vec4<f32>(b[bi + 4u * n4]);
-        let b5 = vec4<f32>(b[bi + 5u * n4]);
-        let b6 = vec4<f32>(b[bi + 6u * n4]);
-        let b7 = vec4<f32>(b[bi + 7u * n4]);
-        //#repeat r 48
-        acc{r} += row_block(x{r}, b0, b1, b2, b3, b4, b5, b6, b7);
+        let bl = b_item + k0 * n4 + load_lo;
+        let l0 = vec4<f32>(b[bl]);
+        let l1 = vec4<f32>(b[bl + n4]);
+        let l2 = vec4<f32>(b[bl + 2u * n4]);
+        let l3 = vec4<f32>(b[bl + 3u * n4]);
+        let l4 = vec4<f32>(b[bl + 4u * n4]);
+        let l5 = vec4<f32>(b[bl + 5u * n4]);
+        let l6 = vec4<f32>(b[bl + 6u * n4]);
+        let l7 = vec4<f32>(b[bl + 7u * n4]);
+        let bh = b_item + k0 * n4 + load_hi;
+        let h0 = vec4<f32>(b[bh]);
+        let h1 = vec4<f32>(b[bh + n4]);
+        let h2 = vec4<f32>(b[bh + 2u * n4]);
+        let h3 = vec4<f32>(b[bh + 3u * n4]);
+        let h4 = vec4<f32>(b[bh + 4u * n4]);
+        let h5 = vec4<f32>(b[bh + 5u * n4]);
+        let h6 = vec4<f32>(b[bh + 6u * n4]);
+        let h7 = vec4<f32>(b[bh + 7u * n4]);
+        //#repeat r 40
+        lo{r} += row_block(x{r}, l0, l1, l2, l3, l4, l5, l6, l7);
+        hi{r} += row_block(x{r}, h0, h1, h2, h3, h4, h5, h6, h7);
         //#end
     }
     // The last K % 8 steps: every lane reads the same A element itself (no broadcast).
     for (var k = k_full; k < params.k; k++) {
-        let bv = vec4<f32>(b[b0 + k * n4 + c4_load]);
-        //#repeat r 48
-        acc{r} += a[ra{r} + k] * bv;
+        let bv_lo = vec4<f32>(b[b_item + k * n4 + load_lo]);
+        let bv_hi = vec4<f32>(b[b_item + k * n4 + load_hi]);
+        //#repeat r 40
+        let y{r} = a[ra{r} + k];
+        lo{r} += y{r} * bv_lo;
+        hi{r} += y{r} * bv_hi;
         //#end
     }
 
-    if (c4 >= n4) { return; }
-    //#repeat r 48
-    store_row(base, row0 + {r}u, c4, acc{r});
+    if (c4_lo >= n4) { return; }
+    //#repeat r 40
+    store_row(base, row0 + {r}u, c4_lo, lo{r});
+    //#end
+    if (c4_hi >= n4) { return; }
+    //#repeat r 40
+    store_row(base, row0 + {r}u, c4_hi, hi{r});
     //#end
 }

@@ -157,15 +157,21 @@ mod tests {
     }
 
     #[test]
-    fn matmul_subgroup_rows_match_the_dispatch() {
+    fn matmul_subgroup_block_matches_the_dispatch() {
+        use crate::gpu::ops::{SUBGROUP_COLS, SUBGROUP_ROWS};
         let src = super::source("matmul_subgroup", false).unwrap();
-        let rows = format!("const ROWS: u32 = {}u;", crate::gpu::ops::SUBGROUP_ROWS);
-        assert!(
-            src.contains(&rows),
-            "shaders/matmul_subgroup.wgsl must declare {rows}"
-        );
-        let accumulators = src.matches("var acc").count();
-        assert_eq!(accumulators, crate::gpu::ops::SUBGROUP_ROWS);
+        for decl in [
+            format!("const ROWS: u32 = {SUBGROUP_ROWS}u;"),
+            format!("const COLS: u32 = {SUBGROUP_COLS}u;"),
+        ] {
+            assert!(
+                src.contains(&decl),
+                "shaders/matmul_subgroup.wgsl must declare {decl}"
+            );
+        }
+        // One accumulator per row for each of the lane's two vec4 of columns.
+        assert_eq!(src.matches("var lo").count(), SUBGROUP_ROWS);
+        assert_eq!(src.matches("var hi").count(), SUBGROUP_ROWS);
     }
 
     #[test]

@@ -352,7 +352,7 @@ impl ConvVariant {
 /// kernel for the rest (real GPUs want workgroup-memory tiles; GL adapters lack subgroups).
 pub fn preferred_conv_variant(gpu: &Gpu, spec: &ConvSpec) -> ConvVariant {
     let can = |v: ConvVariant| v.unsupported(gpu, spec).is_none();
-    // 1x1 convolutions on lavapipe, matmul_subgroup (48-row blocks) vs conv2d_subgroup (8-pixel
+    // 1x1 convolutions on lavapipe, matmul_subgroup (40 x 64 blocks) vs conv2d_subgroup (8-pixel
     // blocks), benches/kernels.rs "1x1": 1.4-1.6x faster at ResNet-50 and EfficientNet-Lite0
     // shapes (256->64 28x28 6.8 vs 10.9 ms, 64->256 56x56 54.5 vs 76.7, 24->144 56x56 25.9 vs
     // 36.1, 1024->256 14x14 23.0 vs 37.1). Before the matmul's grid fix the conv kernel won.

@@ -5,11 +5,13 @@ use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
-/// Output rows per workgroup of matmul_subgroup (its `ROWS`; a unit test checks they agree).
+/// Output rows and columns per workgroup of matmul_subgroup (its `ROWS` and `COLS`; a unit test
+/// checks they agree).
 /// The grid must be exact: on lavapipe a workgroup past the end of the work still runs the
 /// whole kernel with its lanes masked off (gallivm executes both sides of a branch), so
 /// dispatching for 8-row blocks against 24-row workgroups once halved the kernel's speed.
-pub const SUBGROUP_ROWS: usize = 48;
+pub const SUBGROUP_ROWS: usize = 40;
+pub const SUBGROUP_COLS: usize = 64;
 
 /// The nonlinearity applied last in a fused epilogue (codes match `shaders/epilogue.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -339,7 +341,7 @@ pub fn matmul_batched(
         }
         // grid() spreads the linear workgroup count over two dimensions.
         MatmulVariant::Subgroup => {
-            max_groups * max_groups / (n / 4).div_ceil(8).max(1) * SUBGROUP_ROWS
+            max_groups * max_groups / n.div_ceil(SUBGROUP_COLS).max(1) * SUBGROUP_ROWS
         }
     };
     let mut windows = vec![
@@ -405,7 +407,7 @@ pub fn matmul_batched(
         let groups = match variant {
             MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, z as u32],
             MatmulVariant::Subgroup => {
-                let count = (n / 4).div_ceil(8) * mc.div_ceil(SUBGROUP_ROWS);
+                let count = n.div_ceil(SUBGROUP_COLS) * mc.div_ceil(SUBGROUP_ROWS);
                 if count == 0 {
                     [0, 1, 1]
                 } else {
