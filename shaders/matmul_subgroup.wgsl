@@ -57,14 +57,27 @@ const COLS: u32 = 64u;
 // Column blocks (of 64 columns) per panel of the workgroup order; a tuning knob.
 override PANEL: u32 = 4u;
 
+// B's rows k0..k0+7 at one vec4 column: what a lane multiplies in one 8-deep k block.
+struct KBlock {
+    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
+    b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>,
+}
+
+// The KBlock starting at vec4 index `at` of b, rows n4 vec4 apart.
+fn load_k_block(at: u32, n4: u32) -> KBlock {
+    return KBlock(vec4<f32>(b[at]), vec4<f32>(b[at + n4]),
+                  vec4<f32>(b[at + 2u * n4]), vec4<f32>(b[at + 3u * n4]),
+                  vec4<f32>(b[at + 4u * n4]), vec4<f32>(b[at + 5u * n4]),
+                  vec4<f32>(b[at + 6u * n4]), vec4<f32>(b[at + 7u * n4]));
+}
+
 // One row's contribution of an 8-deep k block: x (lane i's value is A[row, k0 + i]) times
 // B[k0 + i] summed over i.
-fn row_block(x: f32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
-             b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>) -> vec4<f32> {
-    return subgroupBroadcast(x, 0u) * b0 + subgroupBroadcast(x, 1u) * b1
-         + subgroupBroadcast(x, 2u) * b2 + subgroupBroadcast(x, 3u) * b3
-         + subgroupBroadcast(x, 4u) * b4 + subgroupBroadcast(x, 5u) * b5
-         + subgroupBroadcast(x, 6u) * b6 + subgroupBroadcast(x, 7u) * b7;
+fn row_block(x: f32, q: KBlock) -> vec4<f32> {
+    return subgroupBroadcast(x, 0u) * q.b0 + subgroupBroadcast(x, 1u) * q.b1
+         + subgroupBroadcast(x, 2u) * q.b2 + subgroupBroadcast(x, 3u) * q.b3
+         + subgroupBroadcast(x, 4u) * q.b4 + subgroupBroadcast(x, 5u) * q.b5
+         + subgroupBroadcast(x, 6u) * q.b6 + subgroupBroadcast(x, 7u) * q.b7;
 }
 
 // `base` is the first output row of this batch item (z * M); `c4` the vec4 column.
@@ -114,27 +127,11 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         //#repeat r 40
         let x{r} = a[ra{r} + ka];
         //#end
-        let bl = b_item + k0 * n4 + load_lo;
-        let l0 = vec4<f32>(b[bl]);
-        let l1 = vec4<f32>(b[bl + n4]);
-        let l2 = vec4<f32>(b[bl + 2u * n4]);
-        let l3 = vec4<f32>(b[bl + 3u * n4]);
-        let l4 = vec4<f32>(b[bl + 4u * n4]);
-        let l5 = vec4<f32>(b[bl + 5u * n4]);
-        let l6 = vec4<f32>(b[bl + 6u * n4]);
-        let l7 = vec4<f32>(b[bl + 7u * n4]);
-        let bh = b_item + k0 * n4 + load_hi;
-        let h0 = vec4<f32>(b[bh]);
-        let h1 = vec4<f32>(b[bh + n4]);
-        let h2 = vec4<f32>(b[bh + 2u * n4]);
-        let h3 = vec4<f32>(b[bh + 3u * n4]);
-        let h4 = vec4<f32>(b[bh + 4u * n4]);
-        let h5 = vec4<f32>(b[bh + 5u * n4]);
-        let h6 = vec4<f32>(b[bh + 6u * n4]);
-        let h7 = vec4<f32>(b[bh + 7u * n4]);
+        let bl = load_k_block(b_item + k0 * n4 + load_lo, n4);
+        let bh = load_k_block(b_item + k0 * n4 + load_hi, n4);
         //#repeat r 40
-        lo{r} += row_block(x{r}, l0, l1, l2, l3, l4, l5, l6, l7);
-        hi{r} += row_block(x{r}, h0, h1, h2, h3, h4, h5, h6, h7);
+        lo{r} += row_block(x{r}, bl);
+        hi{r} += row_block(x{r}, bh);
         //#end
     }
     // The last K % 8 steps: every lane reads the same A element itself (no broadcast).
