@@ -10,20 +10,23 @@
 // Bindings: 0 params (Meta, as conv2d_tiled); 1 x [B, H, W, Cin]; 2 w [kh, kw, cin_g, Cout]
 //           read as vec4 (cout_g % 4 == 0); 3 bias [Cout]; 4 scale [Cout]; 5 res [M, Cout];
 //           6 out [M, Cout], the last four as vec4 (epilogue_vec4.wgsl).
-// Grid: groups * ceil(cout_g / 32) * ceil(M / 48) workgroups in any grid shape (linear index
+// Grid: groups * ceil(cout_g / 64) * ceil(M / 40) workgroups in any grid shape (linear index
 // wid.x + wid.y * nwg.x; workgroups past the end return, but the grid is exact: on lavapipe a
 // surplus workgroup runs the whole kernel masked off). A workgroup is exactly one subgroup
 // of 8 lanes (ops::conv2d only routes here when the adapter's subgroup size is fixed at 8) and
-// owns 48 output pixels x 32 output channels: lane l holds the vec4 of channels 4l..4l+3 for
-// the 48 pixels. The K loop runs over the kernel taps (ky, kx), where each pixel's input
-// address is computed once, then over its channels 8 at a time: lane l loads channel ci0 + l
-// of each of the 48 pixels and subgroupBroadcast hands every lane each of them, as in
-// matmul_subgroup (32 vec4-component loads of w and 48 of x per 48 x 32 x 8 multiply-adds).
-// Channels past the last multiple of 8 (all of them for a 3-channel stem) are read by every
-// lane itself. Pixels per workgroup on lavapipe (Mesa 22.3, 2-core Xeon), 3x3 128->128 28x28
-// at batch 8 (benches/kernels.rs): 8 pixels 88 ms, 16 75, 24 64, 32 64; again after the
-// epilogue became pipeline constants: 24 60-65 ms, 32 56, 48 54, 64 56 (ResNet-50's
-// convolutions at batch 8, runs alternated with 24: 1547-1637 ms per batch against 1708-1717).
+// owns 40 output pixels x 64 output channels: lane l holds two vec4 of channels, 4l..4l+3
+// ("lo") and 32+4l..32+4l+3 ("hi"), for the 40 pixels. The K loop runs over the kernel taps
+// (ky, kx), where each pixel's input address is computed once, then over its channels 8 at a
+// time: lane l loads channel ci0 + l of each of the 40 pixels and subgroupBroadcast hands every
+// lane each of them, as in matmul_subgroup (16 vec4 loads of w and 40 of x per 40 x 64 x 8
+// multiply-adds). Channels past the last multiple of 8 (all of them for a 3-channel stem) are
+// read by every lane itself. Pixels per workgroup on lavapipe (Mesa 22.3, 2-core Xeon), one
+// vec4 of channels per lane, 3x3 128->128 28x28 at batch 8 (benches/kernels.rs): 8 pixels
+// 88 ms, 16 75, 24 64, 32 64; again after the epilogue became pipeline constants: 24 60-65 ms,
+// 32 56, 48 54, 64 56 (ResNet-50's convolutions at batch 8, runs alternated with 24: 1547-1637
+// ms per batch against 1708-1717). Two vec4 per lane with 40 pixels, as matmul_subgroup
+// (a later, faster machine, `bench` on ResNet-50 at batch 8, alternated): its convolutions
+// 1238 and 1268 ms per batch with 48 x 32 blocks against 974 and 958 with 40 x 64.
 // Reference: PyTorch Conv2d (cross-correlation); the GEMM micro-kernel of matmul_subgroup.
 //
 // Every load index is in range: pixels past M are clamped to M - 1 (their stores are skipped),
@@ -48,7 +51,9 @@ alias W = f32;
 @group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
 // Output pixels per workgroup; ops::conv::SUBGROUP_PIXELS must match (a unit test checks).
-const PIXELS: u32 = 48u;
+const PIXELS: u32 = 40u;
+// Output channels per workgroup, two vec4 per lane; ops::conv::SUBGROUP_CHANNELS must match.
+const CHANNELS: u32 = 64u;
 
 // The receptive field origin of output pixel `row` (clamped to the last one):
 // (b * H, oy * stride - pad_top, ox * stride - pad_left).
@@ -74,13 +79,27 @@ fn load(offset: i32, c: u32) -> f32 {
     return select(0.0, x[u32(max(offset, 0)) + c], offset >= 0);
 }
 
-// v * w[k0 + i] summed over the 8 steps i, with v taken from lane i (see matmul_subgroup).
-fn row_block(v: f32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
-             b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>) -> vec4<f32> {
-    return subgroupBroadcast(v, 0u) * b0 + subgroupBroadcast(v, 1u) * b1
-         + subgroupBroadcast(v, 2u) * b2 + subgroupBroadcast(v, 3u) * b3
-         + subgroupBroadcast(v, 4u) * b4 + subgroupBroadcast(v, 5u) * b5
-         + subgroupBroadcast(v, 6u) * b6 + subgroupBroadcast(v, 7u) * b7;
+// W's rows k0..k0+7 at one vec4 column: what a lane multiplies in one 8-deep k block.
+struct KBlock {
+    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
+    b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>,
+}
+
+// The KBlock starting at vec4 index `at` of w, rows n4 vec4 apart.
+fn load_k_block(at: u32, n4: u32) -> KBlock {
+    return KBlock(vec4<f32>(w[at]), vec4<f32>(w[at + n4]),
+                  vec4<f32>(w[at + 2u * n4]), vec4<f32>(w[at + 3u * n4]),
+                  vec4<f32>(w[at + 4u * n4]), vec4<f32>(w[at + 5u * n4]),
+                  vec4<f32>(w[at + 6u * n4]), vec4<f32>(w[at + 7u * n4]));
+}
+
+// One pixel's contribution of an 8-deep k block: v (lane i's value is A[pixel, k0 + i]) times
+// W[k0 + i] summed over i.
+fn row_block(v: f32, q: KBlock) -> vec4<f32> {
+    return subgroupBroadcast(v, 0u) * q.b0 + subgroupBroadcast(v, 1u) * q.b1
+         + subgroupBroadcast(v, 2u) * q.b2 + subgroupBroadcast(v, 3u) * q.b3
+         + subgroupBroadcast(v, 4u) * q.b4 + subgroupBroadcast(v, 5u) * q.b5
+         + subgroupBroadcast(v, 6u) * q.b6 + subgroupBroadcast(v, 7u) * q.b7;
 }
 
 @compute @workgroup_size(8)
@@ -91,7 +110,7 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let cin_g = params.cin / params.groups;
     let g4 = params.n / params.groups / 4u;
     let n4 = params.n / 4u;
-    let col_groups = (g4 + 7u) / 8u;
+    let col_groups = (g4 * 4u + CHANNELS - 1u) / CHANNELS;
     let per_group = col_groups * ((params.m + PIXELS - 1u) / PIXELS);
     let wg = wid.x + wid.y * nwg.x;
     // Uniform across the workgroup, so the subgroup stays whole for the broadcasts below.
@@ -99,12 +118,16 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let g = wg / per_group;
     let t = wg % per_group;
     let row0 = (t / col_groups) * PIXELS;
-    let c4 = (t % col_groups) * 8u + lane;
-    let c4_load = g * g4 + min(c4, g4 - 1u);
+    // This lane's two vec4 columns within the group, and the ones it loads (clamped).
+    let c4_lo = (t % col_groups) * (CHANNELS / 4u) + lane;
+    let c4_hi = c4_lo + 8u;
+    let load_lo = g * g4 + min(c4_lo, g4 - 1u);
+    let load_hi = g * g4 + min(c4_hi, g4 - 1u);
     let chan0 = g * cin_g;
-    //#repeat r 48
+    //#repeat r 40
     let o{r} = origin(row0 + {r}u);
-    var acc{r} = vec4<f32>(0.0);
+    var lo{r} = vec4<f32>(0.0);
+    var hi{r} = vec4<f32>(0.0);
     //#end
 
     let ci_full = cin_g & ~7u;
@@ -112,41 +135,41 @@ fn conv2d_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         let dy = i32(ky * params.dilation);
         for (var kx = 0u; kx < params.kernel_w; kx++) {
             let dx = i32(kx * params.dilation);
-            //#repeat r 48
+            //#repeat r 40
             let p{r} = tap_offset(o{r}, dy, dx, chan0);
             //#end
             let krow = (ky * params.kernel_w + kx) * cin_g;
             for (var ci0 = 0u; ci0 < ci_full; ci0 += 8u) {
                 let c = ci0 + lane;
-                //#repeat r 48
+                //#repeat r 40
                 let v{r} = load(p{r}, c);
                 //#end
-                let bi = (krow + ci0) * n4 + c4_load;
-                let b0 = vec4<f32>(w[bi]);
-                let b1 = vec4<f32>(w[bi + n4]);
-                let b2 = vec4<f32>(w[bi + 2u * n4]);
-                let b3 = vec4<f32>(w[bi + 3u * n4]);
-                let b4 = vec4<f32>(w[bi + 4u * n4]);
-                let b5 = vec4<f32>(w[bi + 5u * n4]);
-                let b6 = vec4<f32>(w[bi + 6u * n4]);
-                let b7 = vec4<f32>(w[bi + 7u * n4]);
-                //#repeat r 48
-                acc{r} += row_block(v{r}, b0, b1, b2, b3, b4, b5, b6, b7);
+                let wl = load_k_block((krow + ci0) * n4 + load_lo, n4);
+                let wh = load_k_block((krow + ci0) * n4 + load_hi, n4);
+                //#repeat r 40
+                lo{r} += row_block(v{r}, wl);
+                hi{r} += row_block(v{r}, wh);
                 //#end
             }
             for (var ci = ci_full; ci < cin_g; ci++) {
-                let bv = vec4<f32>(w[(krow + ci) * n4 + c4_load]);
-                //#repeat r 48
-                acc{r} += load(p{r}, ci) * bv;
+                let bv_lo = vec4<f32>(w[(krow + ci) * n4 + load_lo]);
+                let bv_hi = vec4<f32>(w[(krow + ci) * n4 + load_hi]);
+                //#repeat r 40
+                let y{r} = load(p{r}, ci);
+                lo{r} += y{r} * bv_lo;
+                hi{r} += y{r} * bv_hi;
                 //#end
             }
         }
     }
 
-    if (c4 >= g4) { return; }
-    let col4 = g * g4 + c4;
-    //#repeat r 48
-    store_row(row0 + {r}u, col4, acc{r});
+    if (c4_lo >= g4) { return; }
+    //#repeat r 40
+    store_row(row0 + {r}u, g * g4 + c4_lo, lo{r});
+    //#end
+    if (c4_hi >= g4) { return; }
+    //#repeat r 40
+    store_row(row0 + {r}u, g * g4 + c4_hi, hi{r});
     //#end
 }
 

@@ -175,14 +175,20 @@ mod tests {
     }
 
     #[test]
-    fn conv2d_subgroup_pixels_match_the_dispatch() {
+    fn conv2d_subgroup_block_matches_the_dispatch() {
+        use crate::gpu::ops::conv::{SUBGROUP_CHANNELS, SUBGROUP_PIXELS};
         let src = super::source("conv2d_subgroup", false).unwrap();
-        let pixels = crate::gpu::ops::conv::SUBGROUP_PIXELS;
-        let decl = format!("const PIXELS: u32 = {pixels}u;");
-        assert!(
-            src.contains(&decl),
-            "shaders/conv2d_subgroup.wgsl must declare {decl}"
-        );
-        assert_eq!(src.matches("var acc").count(), pixels);
+        for decl in [
+            format!("const PIXELS: u32 = {SUBGROUP_PIXELS}u;"),
+            format!("const CHANNELS: u32 = {SUBGROUP_CHANNELS}u;"),
+        ] {
+            assert!(
+                src.contains(&decl),
+                "shaders/conv2d_subgroup.wgsl must declare {decl}"
+            );
+        }
+        // One accumulator per pixel for each of the lane's two vec4 of channels.
+        assert_eq!(src.matches("var lo").count(), SUBGROUP_PIXELS);
+        assert_eq!(src.matches("var hi").count(), SUBGROUP_PIXELS);
     }
 }

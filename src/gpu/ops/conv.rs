@@ -18,9 +18,10 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::{Epilogue, MatmulVariant, check_len, matmul};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
-/// Output pixels per workgroup of conv2d_subgroup (its `PIXELS`; a unit test checks they
-/// agree). The grid must be exact: see `ops::SUBGROUP_ROWS`.
-pub const SUBGROUP_PIXELS: usize = 48;
+/// Output pixels and channels per workgroup of conv2d_subgroup (its `PIXELS` and `CHANNELS`; a
+/// unit test checks they agree). The grid must be exact: see `ops::SUBGROUP_ROWS`.
+pub const SUBGROUP_PIXELS: usize = 40;
+pub const SUBGROUP_CHANNELS: usize = 64;
 
 /// The geometry of one 2-D convolution over an NHWC batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,7 +514,7 @@ pub fn conv2d_with(
             "conv2d_subgroup",
             grid(
                 gpu,
-                s.groups * (cout_g / 4).div_ceil(8) * m.div_ceil(SUBGROUP_PIXELS),
+                s.groups * cout_g.div_ceil(SUBGROUP_CHANNELS) * m.div_ceil(SUBGROUP_PIXELS),
             ),
         ),
     };
