@@ -79,27 +79,12 @@ fn load(offset: i32, c: u32) -> f32 {
     return select(0.0, x[u32(max(offset, 0)) + c], offset >= 0);
 }
 
-// W's rows k0..k0+7 at one vec4 column: what a lane multiplies in one 8-deep k block.
-struct KBlock {
-    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
-    b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>,
-}
-
-// The KBlock starting at vec4 index `at` of w, rows n4 vec4 apart.
+// The KBlock (subgroup_k_block.wgsl) starting at vec4 index `at` of w, rows n4 vec4 apart.
 fn load_k_block(at: u32, n4: u32) -> KBlock {
     return KBlock(vec4<f32>(w[at]), vec4<f32>(w[at + n4]),
                   vec4<f32>(w[at + 2u * n4]), vec4<f32>(w[at + 3u * n4]),
                   vec4<f32>(w[at + 4u * n4]), vec4<f32>(w[at + 5u * n4]),
                   vec4<f32>(w[at + 6u * n4]), vec4<f32>(w[at + 7u * n4]));
-}
-
-// One pixel's contribution of an 8-deep k block: v (lane i's value is A[pixel, k0 + i]) times
-// W[k0 + i] summed over i.
-fn row_block(v: f32, q: KBlock) -> vec4<f32> {
-    return subgroupBroadcast(v, 0u) * q.b0 + subgroupBroadcast(v, 1u) * q.b1
-         + subgroupBroadcast(v, 2u) * q.b2 + subgroupBroadcast(v, 3u) * q.b3
-         + subgroupBroadcast(v, 4u) * q.b4 + subgroupBroadcast(v, 5u) * q.b5
-         + subgroupBroadcast(v, 6u) * q.b6 + subgroupBroadcast(v, 7u) * q.b7;
 }
 
 @compute @workgroup_size(8)

@@ -57,27 +57,12 @@ const COLS: u32 = 64u;
 // Column blocks (of 64 columns) per panel of the workgroup order; a tuning knob.
 override PANEL: u32 = 4u;
 
-// B's rows k0..k0+7 at one vec4 column: what a lane multiplies in one 8-deep k block.
-struct KBlock {
-    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
-    b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>,
-}
-
-// The KBlock starting at vec4 index `at` of b, rows n4 vec4 apart.
+// The KBlock (subgroup_k_block.wgsl) starting at vec4 index `at` of b, rows n4 vec4 apart.
 fn load_k_block(at: u32, n4: u32) -> KBlock {
     return KBlock(vec4<f32>(b[at]), vec4<f32>(b[at + n4]),
                   vec4<f32>(b[at + 2u * n4]), vec4<f32>(b[at + 3u * n4]),
                   vec4<f32>(b[at + 4u * n4]), vec4<f32>(b[at + 5u * n4]),
                   vec4<f32>(b[at + 6u * n4]), vec4<f32>(b[at + 7u * n4]));
-}
-
-// One row's contribution of an 8-deep k block: x (lane i's value is A[row, k0 + i]) times
-// B[k0 + i] summed over i.
-fn row_block(x: f32, q: KBlock) -> vec4<f32> {
-    return subgroupBroadcast(x, 0u) * q.b0 + subgroupBroadcast(x, 1u) * q.b1
-         + subgroupBroadcast(x, 2u) * q.b2 + subgroupBroadcast(x, 3u) * q.b3
-         + subgroupBroadcast(x, 4u) * q.b4 + subgroupBroadcast(x, 5u) * q.b5
-         + subgroupBroadcast(x, 6u) * q.b6 + subgroupBroadcast(x, 7u) * q.b7;
 }
 
 // `base` is the first output row of this batch item (z * M); `c4` the vec4 column.

@@ -25,6 +25,7 @@ const ROWS_SCALAR: &str = include_str!("../../shaders/rows_scalar.wgsl");
 const RDM_ROWS: &str = include_str!("../../shaders/rdm_rows.wgsl");
 const RDM_ROWSTATS_COMMON: &str = include_str!("../../shaders/rdm_rowstats_common.wgsl");
 const RDM_SKETCH_COMMON: &str = include_str!("../../shaders/rdm_sketch_common.wgsl");
+const SUBGROUP_K_BLOCK: &str = include_str!("../../shaders/subgroup_k_block.wgsl");
 
 macro_rules! kernels {
     ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
@@ -37,7 +38,7 @@ macro_rules! kernels {
 
 kernels! {
     "matmul_tiled" + EPILOGUE + EPILOGUE_F32,
-    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4,
+    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK,
     "layernorm",
     "attention",
     "attention_heads",
@@ -46,7 +47,7 @@ kernels! {
     "patch_im2col",
     "vit_tokens",
     "conv2d_tiled" + EPILOGUE + EPILOGUE_F32,
-    "conv2d_subgroup" + EPILOGUE + EPILOGUE_VEC4,
+    "conv2d_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK,
     "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4,
     "avg_pool2d",
     "max_pool2d",
