@@ -75,21 +75,29 @@ def main():
     torch.set_num_threads(os.cpu_count())
     x = torch.randn(batch, *model.pretrained_cfg.get("input_size", (3, 224, 224)))
     out = {"model": name, "batch": batch, "torch": torch.__version__, "timm": timm.__version__, "threads": torch.get_num_threads()}
-    with torch.inference_mode():
-        model(x)
+    stats = Stats()
+    taps = taps_of(model)
+
+    def seconds(hooked):
+        """One timed batch, with the statistics hooks or without (registered outside the timing)."""
+        handles = [m.register_forward_hook(stats.hook) for m in taps] if hooked else []
         t = time.perf_counter()
-        for _ in range(iters):
-            model(x)
-        out["forward_images_per_s"] = batch * iters / (time.perf_counter() - t)
-        stats = Stats()
-        handles = [m.register_forward_hook(stats.hook) for m in taps_of(model)]
         model(x)
-        t = time.perf_counter()
-        for _ in range(iters):
-            model(x)
-        out["hooks_images_per_s"] = batch * iters / (time.perf_counter() - t)
+        dt = time.perf_counter() - t
         for h in handles:
             h.remove()
+        return dt
+
+    with torch.inference_mode():
+        seconds(False), seconds(True)  # warm-up
+        # One batch of each kind per round, alternated as sparsescope's bench does, so that a
+        # machine whose speed drifts slows both kinds alike.
+        forward = hooks = 0.0
+        for _ in range(iters):
+            forward += seconds(False)
+            hooks += seconds(True)
+        out["forward_images_per_s"] = batch * iters / forward
+        out["hooks_images_per_s"] = batch * iters / hooks
     print(json.dumps(out))
 
 

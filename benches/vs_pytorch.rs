@@ -6,6 +6,9 @@
 //! minimum, so this is a plain timed loop (`harness = false`) around `sparsescope::bench`,
 //! which validates nothing itself: its plans are the ones the golden tests check.
 //!
+//! Each model runs SPARSESCOPE_VS_ROUNDS rounds (default 3) of sparsescope then PyTorch,
+//! alternated, and prints each round's ratio and their median and range.
+//!
 //! Run: SPARSESCOPE_PYTHON=/path/to/python-with-torch cargo bench --bench vs_pytorch
 
 use std::path::PathBuf;
@@ -16,6 +19,15 @@ use sparsescope::model::{self, ModelOptions};
 
 const BATCH: usize = 8;
 const ITERS: usize = 3;
+
+/// Rounds of (sparsescope, PyTorch) per model: SPARSESCOPE_VS_ROUNDS, default 3.
+fn rounds() -> usize {
+    std::env::var("SPARSESCOPE_VS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
 
 fn python() -> String {
     std::env::var("SPARSESCOPE_PYTHON").unwrap_or_else(|_| "python3".into())
@@ -55,29 +67,46 @@ fn main() {
             }
         }
         let net = model::load(&gpu, &weights, &ModelOptions::default()).expect("load");
-        let r = sparsescope::bench::bench(&gpu, net.as_ref(), BATCH, ITERS).expect("bench");
-        println!(
-            "{name} batch {BATCH}: sparsescope forward {:.3} images/s, forward+statistics {:.3} images/s (cost {:.2}x)",
-            r.forward_images_per_s, r.stats_images_per_s, r.stats_cost_ratio
-        );
-        let Some(line) = script(&["time", name, &BATCH.to_string(), &ITERS.to_string()]) else {
-            continue;
-        };
-        let t: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
-        let (fwd, hooks) = (
-            t["forward_images_per_s"].as_f64().unwrap(),
-            t["hooks_images_per_s"].as_f64().unwrap(),
-        );
-        println!(
-            "{name} batch {BATCH}: PyTorch {} CPU ({} threads) forward {fwd:.3} images/s, forward+hooks {hooks:.3} images/s (cost {:.2}x)",
-            t["torch"],
-            t["threads"],
-            fwd / hooks
-        );
-        println!(
-            "{name}: sparsescope / PyTorch = {:.3} forward only, {:.3} with statistics",
-            r.forward_images_per_s / fwd,
-            r.stats_images_per_s / hooks
-        );
+        // The two sides alternate, round by round: a shared machine's speed drifts by 10-30%
+        // within minutes, so one side timed after the other can be favoured by chance; the
+        // spread of the per-round ratios shows how much.
+        let mut ratios = Vec::new();
+        for round in 1..=rounds() {
+            let r = sparsescope::bench::bench(&gpu, net.as_ref(), BATCH, ITERS).expect("bench");
+            println!(
+                "{name} batch {BATCH}, round {round}: sparsescope forward {:.3} images/s, forward+statistics {:.3} images/s (cost {:.2}x)",
+                r.forward_images_per_s, r.stats_images_per_s, r.stats_cost_ratio
+            );
+            let Some(line) = script(&["time", name, &BATCH.to_string(), &ITERS.to_string()]) else {
+                break;
+            };
+            let t: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+            let (fwd, hooks) = (
+                t["forward_images_per_s"].as_f64().unwrap(),
+                t["hooks_images_per_s"].as_f64().unwrap(),
+            );
+            println!(
+                "{name} batch {BATCH}, round {round}: PyTorch {} CPU ({} threads) forward {fwd:.3} images/s, forward+hooks {hooks:.3} images/s (cost {:.2}x)",
+                t["torch"],
+                t["threads"],
+                fwd / hooks
+            );
+            println!(
+                "{name}, round {round}: sparsescope / PyTorch = {:.3} forward only, {:.3} with statistics",
+                r.forward_images_per_s / fwd,
+                r.stats_images_per_s / hooks
+            );
+            ratios.push(r.stats_images_per_s / hooks);
+        }
+        if !ratios.is_empty() {
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "{name}: sparsescope / PyTorch with statistics over {} rounds: median {:.3}, range {:.3}..{:.3}",
+                ratios.len(),
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1]
+            );
+        }
     }
 }

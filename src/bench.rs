@@ -49,7 +49,8 @@ pub struct BenchReport {
     pub kernels: Vec<KernelTime>,
 }
 
-/// Time `iterations` batches of each kind after one warm-up batch (pipelines compile lazily).
+/// Time `iterations` batches of each kind, alternated, after one warm-up batch of each
+/// (pipelines compile lazily).
 /// Statistics cover every tap, with sketched flat RDMs (what a large run uses).
 pub fn bench(
     gpu: &Gpu,
@@ -86,18 +87,20 @@ pub fn bench(
 
     gpu.write(&pass.forward.input, &input);
     pass.forward.plan.run(gpu)?;
-    let start = Instant::now();
-    for _ in 0..iterations {
-        pass.forward.plan.run(gpu)?;
-    }
-    let forward = start.elapsed().as_secs_f64() / iterations as f64;
-
     pass.run_batch(gpu, input.clone(), batch, None)?;
-    let start = Instant::now();
+    // One batch of each kind per round, alternated: on a machine whose speed drifts (shared
+    // cores, clock changes) both kinds see the same drift, so their ratio stays fair.
+    let (mut forward, mut with_stats) = (0.0, 0.0);
     for _ in 0..iterations {
+        let start = Instant::now();
+        pass.forward.plan.run(gpu)?;
+        forward += start.elapsed().as_secs_f64();
+        let start = Instant::now();
         pass.run_batch(gpu, input.clone(), batch, None)?;
+        with_stats += start.elapsed().as_secs_f64();
     }
-    let with_stats = start.elapsed().as_secs_f64() / iterations as f64;
+    let forward = forward / iterations as f64;
+    let with_stats = with_stats / iterations as f64;
 
     let start = Instant::now();
     for acc in &pass.grams {
