@@ -120,9 +120,18 @@ fn layernorm(c: &mut Criterion, gpu: &Gpu) {
     let x = gpu.zeros("x", &[rows, cols]).unwrap();
     let w = gpu.zeros("w", &[cols]).unwrap();
     let out = gpu.zeros("out", &[rows, cols]).unwrap();
-    let mut plan = Plan::default();
-    plan.push(ops::layernorm(gpu, &x, &w, &w, 1e-6, &out).unwrap());
-    bench_plan(c, "layernorm", "1576x768", gpu, &plan, (rows * cols) as u64);
+    for v in ops::LayernormVariant::ALL {
+        let mut plan = Plan::default();
+        plan.push(ops::layernorm_with(gpu, v, &x, &w, &w, 1e-6, &out).unwrap());
+        bench_plan(
+            c,
+            "layernorm",
+            &format!("{v:?} 1576x768"),
+            gpu,
+            &plan,
+            (rows * cols) as u64,
+        );
+    }
 }
 
 fn stats(c: &mut Criterion, gpu: &Gpu) {

@@ -40,6 +40,7 @@ kernels! {
     "matmul_tiled" + EPILOGUE + EPILOGUE_F32,
     "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK,
     "layernorm",
+    "layernorm_rows",
     "attention",
     "attention_heads",
     "attention_softmax",

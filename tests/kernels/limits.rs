@@ -84,40 +84,46 @@ fn matmul_splits_over_binding_and_grid_limits() {
 fn layernorm_splits_over_binding_and_grid_limits() {
     let gpu = small_gpu();
     let mut rng = Rng::new(12);
-    // 300 rows of 100: 120 KB per tensor, and 300 workgroups over the 8 x 8 grid.
-    let (rows, cols) = (300, 100);
-    let x = rng.vec(rows * cols, -3.0, 5.0);
-    let w = rng.vec(cols, 0.5, 1.5);
-    let b = rng.vec(cols, -0.2, 0.2);
-    let tx = gpu.upload("x", &[rows, cols], &x).unwrap();
-    let tw = gpu.upload("w", &[cols], &w).unwrap();
-    let tb = gpu.upload("b", &[cols], &b).unwrap();
-    let out = gpu.zeros("out", &[rows, cols]).unwrap();
-    gpu.write(&out, &vec![f32::NAN; rows * cols]);
-    let d = ops::layernorm(&gpu, &tx, &tw, &tb, 1e-6, &out).unwrap();
-    assert!(d.launches() > 1, "not split");
-    let launches = d.launches();
-    let mut plan = Plan::default();
-    plan.push(d);
-    plan.run(&gpu).unwrap();
-    let got: Vec<f32> = gpu.read(&out).unwrap();
-    let mut want = vec![0.0; rows * cols];
-    for r in 0..rows {
-        let row = &x[r * cols..(r + 1) * cols];
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
-        for c in 0..cols {
-            want[r * cols + c] =
-                ((row[c] as f64 - mean) / (var + 1e-6).sqrt() * w[c] as f64 + b[c] as f64) as f32;
+    // 300 rows of 100: 120 KB per tensor; 300 workgroups of the workgroup kernel over the 8 x 8
+    // grid; 2,500 rows of 4 for the per-row kernel: 313 workgroups of 8 rows.
+    for (variant, rows, cols) in [
+        (ops::LayernormVariant::Workgroup, 300, 100),
+        (ops::LayernormVariant::Rows, 300, 100),
+        (ops::LayernormVariant::Rows, 2500, 4),
+    ] {
+        let x = rng.vec(rows * cols, -3.0, 5.0);
+        let w = rng.vec(cols, 0.5, 1.5);
+        let b = rng.vec(cols, -0.2, 0.2);
+        let tx = gpu.upload("x", &[rows, cols], &x).unwrap();
+        let tw = gpu.upload("w", &[cols], &w).unwrap();
+        let tb = gpu.upload("b", &[cols], &b).unwrap();
+        let out = gpu.zeros("out", &[rows, cols]).unwrap();
+        gpu.write(&out, &vec![f32::NAN; rows * cols]);
+        let d = ops::layernorm_with(&gpu, variant, &tx, &tw, &tb, 1e-6, &out).unwrap();
+        assert!(d.launches() > 1, "{variant:?} {rows}x{cols}: not split");
+        let launches = d.launches();
+        let mut plan = Plan::default();
+        plan.push(d);
+        plan.run(&gpu).unwrap();
+        let got: Vec<f32> = gpu.read(&out).unwrap();
+        let mut want = vec![0.0; rows * cols];
+        for r in 0..rows {
+            let row = &x[r * cols..(r + 1) * cols];
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+            for c in 0..cols {
+                want[r * cols + c] = ((row[c] as f64 - mean) / (var + 1e-6).sqrt() * w[c] as f64
+                    + b[c] as f64) as f32;
+            }
         }
+        assert_close(
+            &format!("layernorm {variant:?} {rows}x{cols} split into {launches} launches"),
+            &got,
+            &want,
+            2e-5,
+            1e-5,
+        );
     }
-    assert_close(
-        &format!("layernorm split into {launches} launches"),
-        &got,
-        &want,
-        2e-5,
-        1e-5,
-    );
 }
 
 #[test]

@@ -39,35 +39,70 @@ fn every_registered_kernel_compiles() {
 }
 
 #[test]
-fn layernorm_matches_reference() {
+fn layernorm_variants_match_reference() {
     let gpu = gpu();
     let mut rng = Rng::new(2);
-    for &(rows, cols) in &[(1, 1), (3, 7), (17, 192), (5, 385), (70000, 3)] {
-        let x: Vec<f32> = rng.vec(rows * cols, -3.0, 5.0);
-        let w = rng.vec(cols, 0.5, 1.5);
-        let b = rng.vec(cols, -0.2, 0.2);
-        let eps = 1e-6;
-        let tx = gpu.upload("x", &[rows, cols], &x).unwrap();
-        let tw = gpu.upload("w", &[cols], &w).unwrap();
-        let tb = gpu.upload("b", &[cols], &b).unwrap();
-        let out = gpu.zeros("out", &[rows, cols]).unwrap();
-        let mut plan = Plan::default();
-        plan.push(ops::layernorm(&gpu, &tx, &tw, &tb, eps, &out).unwrap());
-        plan.run(&gpu).unwrap();
-        let got: Vec<f32> = gpu.read(&out).unwrap();
-        let mut want = vec![0.0; rows * cols];
-        for r in 0..rows {
-            let row = &x[r * cols..(r + 1) * cols];
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
-            for c in 0..cols {
-                want[r * cols + c] = ((row[c] as f64 - mean) / (var + eps as f64).sqrt()
-                    * w[c] as f64
-                    + b[c] as f64) as f32;
+    // Odd widths only the workgroup kernel takes; widths % 4 == 0 both take; row counts around
+    // the per-row kernel's 8 rows per workgroup.
+    let shapes = [
+        (1, 1),
+        (3, 7),
+        (17, 192),
+        (5, 385),
+        (70000, 3),
+        (1, 4),
+        (9, 388),
+        (16, 768),
+        (70001, 8),
+    ];
+    for variant in ops::LayernormVariant::ALL {
+        for &(rows, cols) in &shapes {
+            let x: Vec<f32> = rng.vec(rows * cols, -3.0, 5.0);
+            let w = rng.vec(cols, 0.5, 1.5);
+            let b = rng.vec(cols, -0.2, 0.2);
+            let eps = 1e-6;
+            let tx = gpu.upload("x", &[rows, cols], &x).unwrap();
+            let tw = gpu.upload("w", &[cols], &w).unwrap();
+            let tb = gpu.upload("b", &[cols], &b).unwrap();
+            let out = gpu.zeros("out", &[rows, cols]).unwrap();
+            let what = format!("layernorm {variant:?} {rows}x{cols}");
+            let dispatch = ops::layernorm_with(&gpu, variant, &tx, &tw, &tb, eps, &out);
+            if let Some(why) = variant.unsupported(cols) {
+                let err = dispatch
+                    .err()
+                    .unwrap_or_else(|| panic!("{what}: ran although {why}"));
+                assert!(err.to_string().contains(&why), "{what}: {err}");
+                continue;
             }
+            let mut plan = Plan::default();
+            plan.push(dispatch.unwrap());
+            plan.run(&gpu).unwrap();
+            let got: Vec<f32> = gpu.read(&out).unwrap();
+            let mut want = vec![0.0; rows * cols];
+            for r in 0..rows {
+                let row = &x[r * cols..(r + 1) * cols];
+                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+                let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+                for c in 0..cols {
+                    want[r * cols + c] = ((row[c] as f64 - mean) / (var + eps as f64).sqrt()
+                        * w[c] as f64
+                        + b[c] as f64) as f32;
+                }
+            }
+            assert_close(&what, &got, &want, 2e-5, 1e-5);
         }
-        assert_close(&format!("layernorm {rows}x{cols}"), &got, &want, 2e-5, 1e-5);
     }
+    // The adapter's pick: the per-row kernel on CPU adapters where the width allows.
+    let want = if gpu.is_cpu() {
+        ops::LayernormVariant::Rows
+    } else {
+        ops::LayernormVariant::Workgroup
+    };
+    assert_eq!(ops::LayernormVariant::pick(&gpu, 768), want);
+    assert_eq!(
+        ops::LayernormVariant::pick(&gpu, 385),
+        ops::LayernormVariant::Workgroup
+    );
 }
 
 /// softmax(q k^T / sqrt(dh)) v per image and head, in f64, from qkv [B, T, 3, H, dh].

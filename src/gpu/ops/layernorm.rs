@@ -14,9 +14,81 @@ struct Meta {
     _pad: u32,
 }
 
-/// `out = LayerNorm(x)` over the last dimension of `x`, with affine `weight` and `bias` [C].
+/// The kernels that compute a LayerNorm; `layernorm()` picks one per adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayernormVariant {
+    /// `shaders/layernorm.wgsl`: 64 invocations per row reducing through workgroup memory, for
+    /// real GPUs; any C.
+    Workgroup,
+    /// `shaders/layernorm_rows.wgsl`: one invocation per row, 8 rows per workgroup, no
+    /// barriers, for CPU adapters (lavapipe). Needs C % 4 == 0 and C < `ROWS_MAX_COLS`.
+    Rows,
+}
+
+/// Widest row `LayernormVariant::Rows` takes: its 3 C / 4 loop iterations per invocation stay
+/// under llvmpipe's cap of 65,535 (see stats_tap_common.wgsl).
+pub const ROWS_MAX_COLS: usize = 80_000;
+
+impl LayernormVariant {
+    pub const ALL: [LayernormVariant; 2] = [LayernormVariant::Workgroup, LayernormVariant::Rows];
+
+    /// The one for this adapter and width: `Rows` on CPU adapters where it can run.
+    pub fn pick(gpu: &Gpu, cols: usize) -> LayernormVariant {
+        if gpu.is_cpu() && Self::Rows.unsupported(cols).is_none() {
+            LayernormVariant::Rows
+        } else {
+            LayernormVariant::Workgroup
+        }
+    }
+
+    /// Why this kernel cannot normalise rows of `cols`, if it cannot.
+    pub fn unsupported(self, cols: usize) -> Option<String> {
+        match self {
+            LayernormVariant::Workgroup => None,
+            LayernormVariant::Rows if !cols.is_multiple_of(4) => {
+                Some(format!("{cols} columns are not a multiple of 4"))
+            }
+            LayernormVariant::Rows if cols >= ROWS_MAX_COLS => {
+                Some(format!("{cols} columns are {ROWS_MAX_COLS} or more"))
+            }
+            LayernormVariant::Rows => None,
+        }
+    }
+
+    fn kernel(self) -> &'static str {
+        match self {
+            LayernormVariant::Workgroup => "layernorm",
+            LayernormVariant::Rows => "layernorm_rows",
+        }
+    }
+
+    /// Rows one workgroup normalises.
+    fn rows_per_group(self) -> usize {
+        match self {
+            LayernormVariant::Workgroup => 1,
+            LayernormVariant::Rows => 8,
+        }
+    }
+}
+
+/// `out = LayerNorm(x)` over the last dimension of `x`, with affine `weight` and `bias` [C],
+/// by the kernel this adapter wants (`LayernormVariant::pick`).
 pub fn layernorm(
     gpu: &Gpu,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f32,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let variant = LayernormVariant::pick(gpu, x.cols());
+    layernorm_with(gpu, variant, x, weight, bias, eps, out)
+}
+
+/// `layernorm` by the kernel given (tests and benches run each).
+pub fn layernorm_with(
+    gpu: &Gpu,
+    variant: LayernormVariant,
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
@@ -26,6 +98,12 @@ pub fn layernorm(
     const OP: &str = "layernorm";
     let cols = x.cols();
     let rows = x.rows();
+    if let Some(why) = variant.unsupported(cols) {
+        return Err(Error::shape(
+            OP,
+            format!("kernel {} cannot run here: {why}", variant.kernel()),
+        ));
+    }
     if weight.len() != cols || bias.len() != cols {
         return Err(Error::shape(
             OP,
@@ -36,8 +114,10 @@ pub fn layernorm(
         ));
     }
     check_len(OP, "out", out, rows * cols)?;
-    // One workgroup per row over a 2-D grid; rows beyond one binding or grid are split.
+    // Workgroups of rows_per_group rows over a 2-D grid; rows beyond one binding or grid are
+    // split.
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let per_group = variant.rows_per_group();
     let windows = [
         RowWindow {
             what: "x",
@@ -48,7 +128,7 @@ pub fn layernorm(
             per_row: cols,
         },
     ];
-    let chunks = row_chunks(gpu, OP, rows, &windows, max_groups * max_groups)?;
+    let chunks = row_chunks(gpu, OP, rows, &windows, max_groups * max_groups * per_group)?;
     let whole = chunks.len() == 1;
     let launches: Vec<_> = chunks
         .into_iter()
@@ -71,7 +151,7 @@ pub fn layernorm(
             (
                 meta,
                 vec![xw, weight.clone(), bias.clone(), ow],
-                grid(gpu, r.len()),
+                grid(gpu, r.len().div_ceil(per_group)),
             )
         })
         .collect();
@@ -79,5 +159,5 @@ pub fn layernorm(
         .iter()
         .map(|(m, t, g)| (*m, t.iter().collect::<Vec<&Tensor>>(), *g))
         .collect();
-    Dispatch::split(gpu, "layernorm", &[], &launches)
+    Dispatch::split(gpu, variant.kernel(), &[], &launches)
 }

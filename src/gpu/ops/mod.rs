@@ -12,7 +12,7 @@ pub mod split;
 mod vit;
 
 pub use attention::{Attention, AttentionVariant, attention};
-pub use layernorm::layernorm;
+pub use layernorm::{LayernormVariant, layernorm, layernorm_with};
 pub use matmul::{
     Act, Batch, Epilogue, MatmulVariant, SUBGROUP_COLS, SUBGROUP_ROWS, matmul, matmul_batched,
     matmul_with, preferred_variant,
