@@ -158,39 +158,38 @@ mod tests {
         );
     }
 
+    /// Kernel `name` declares each (constant, value) the host dispatches by as
+    /// `const NAME: u32 = VALUEu;`, and holds one `lo` and one `hi` accumulator (its lanes'
+    /// two vec4) per row of its block, `rows` being the value of the first constant.
+    fn assert_block(name: &str, consts: [(&str, usize); 2]) {
+        let src = super::source(name, false).unwrap();
+        for (constant, value) in consts {
+            let decl = format!("const {constant}: u32 = {value}u;");
+            assert!(
+                src.contains(&decl),
+                "shaders/{name}.wgsl must declare {decl}"
+            );
+        }
+        let rows = consts[0].1;
+        assert_eq!(src.matches("var lo").count(), rows, "{name}");
+        assert_eq!(src.matches("var hi").count(), rows, "{name}");
+    }
+
     #[test]
     fn matmul_subgroup_block_matches_the_dispatch() {
         use crate::gpu::ops::{SUBGROUP_COLS, SUBGROUP_ROWS};
-        let src = super::source("matmul_subgroup", false).unwrap();
-        for decl in [
-            format!("const ROWS: u32 = {SUBGROUP_ROWS}u;"),
-            format!("const COLS: u32 = {SUBGROUP_COLS}u;"),
-        ] {
-            assert!(
-                src.contains(&decl),
-                "shaders/matmul_subgroup.wgsl must declare {decl}"
-            );
-        }
-        // One accumulator per row for each of the lane's two vec4 of columns.
-        assert_eq!(src.matches("var lo").count(), SUBGROUP_ROWS);
-        assert_eq!(src.matches("var hi").count(), SUBGROUP_ROWS);
+        assert_block(
+            "matmul_subgroup",
+            [("ROWS", SUBGROUP_ROWS), ("COLS", SUBGROUP_COLS)],
+        );
     }
 
     #[test]
     fn conv2d_subgroup_block_matches_the_dispatch() {
         use crate::gpu::ops::conv::{SUBGROUP_CHANNELS, SUBGROUP_PIXELS};
-        let src = super::source("conv2d_subgroup", false).unwrap();
-        for decl in [
-            format!("const PIXELS: u32 = {SUBGROUP_PIXELS}u;"),
-            format!("const CHANNELS: u32 = {SUBGROUP_CHANNELS}u;"),
-        ] {
-            assert!(
-                src.contains(&decl),
-                "shaders/conv2d_subgroup.wgsl must declare {decl}"
-            );
-        }
-        // One accumulator per pixel for each of the lane's two vec4 of channels.
-        assert_eq!(src.matches("var lo").count(), SUBGROUP_PIXELS);
-        assert_eq!(src.matches("var hi").count(), SUBGROUP_PIXELS);
+        assert_block(
+            "conv2d_subgroup",
+            [("PIXELS", SUBGROUP_PIXELS), ("CHANNELS", SUBGROUP_CHANNELS)],
+        );
     }
 }

@@ -106,16 +106,7 @@ fn layernorm_splits_over_binding_and_grid_limits() {
         plan.push(d);
         plan.run(&gpu).unwrap();
         let got: Vec<f32> = gpu.read(&out).unwrap();
-        let mut want = vec![0.0; rows * cols];
-        for r in 0..rows {
-            let row = &x[r * cols..(r + 1) * cols];
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
-            for c in 0..cols {
-                want[r * cols + c] = ((row[c] as f64 - mean) / (var + 1e-6).sqrt() * w[c] as f64
-                    + b[c] as f64) as f32;
-            }
-        }
+        let want = crate::layernorm_reference(&x, &w, &b, cols, 1e-6);
         assert_close(
             &format!("layernorm {variant:?} {rows}x{cols} split into {launches} launches"),
             &got,

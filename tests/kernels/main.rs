@@ -78,17 +78,7 @@ fn layernorm_variants_match_reference() {
             plan.push(dispatch.unwrap());
             plan.run(&gpu).unwrap();
             let got: Vec<f32> = gpu.read(&out).unwrap();
-            let mut want = vec![0.0; rows * cols];
-            for r in 0..rows {
-                let row = &x[r * cols..(r + 1) * cols];
-                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-                let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
-                for c in 0..cols {
-                    want[r * cols + c] = ((row[c] as f64 - mean) / (var + eps as f64).sqrt()
-                        * w[c] as f64
-                        + b[c] as f64) as f32;
-                }
-            }
+            let want = layernorm_reference(&x, &w, &b, cols, eps);
             assert_close(&what, &got, &want, 2e-5, 1e-5);
         }
     }
@@ -103,6 +93,26 @@ fn layernorm_variants_match_reference() {
         ops::LayernormVariant::pick(&gpu, 385),
         ops::LayernormVariant::Workgroup
     );
+}
+
+/// LayerNorm of each row of `x` (rows of `cols`) in f64: biased variance, affine `w`, `b`.
+pub(crate) fn layernorm_reference(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    cols: usize,
+    eps: f32,
+) -> Vec<f32> {
+    let mut want = vec![0.0; x.len()];
+    for (row, out) in x.chunks(cols).zip(want.chunks_mut(cols)) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        for c in 0..cols {
+            out[c] = ((row[c] as f64 - mean) / (var + eps as f64).sqrt() * w[c] as f64
+                + b[c] as f64) as f32;
+        }
+    }
+    want
 }
 
 /// softmax(q k^T / sqrt(dh)) v per image and head, in f64, from qkv [B, T, 3, H, dh].
