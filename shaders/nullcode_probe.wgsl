@@ -7,15 +7,30 @@
 //
 // Bindings: 0 params (Meta); 1 x [rows, C]; 2 pattern [C]; 3 hoyer [rows]; 4 cos [rows].
 // Grid: ceil(rows / 64) workgroups of 64 in any grid shape (linear index wid.x + wid.y * nwg.x);
-// one invocation per row, sums in f32 over C (C <= 65,535: llvmpipe's loop cap per invocation).
+// one invocation per row (C <= 65,535: llvmpipe's loop cap per invocation). The three sums over
+// C are compensated (TwoSum per term, errors collected apart), so each is within a few f32
+// roundings of its exact value whatever C: plain f32 sums over C = 768 were off by about 1e-6
+// in Hoyer, the size of the tolerance tests/nullcode.rs checks against f64. `keep` hides values
+// behind the uniform's `opaque` (always 0) so that no compiler simplifies the compensation away.
 
-struct Meta { rows: u32, channels: u32, p_norm: f32, _pad: u32 }
+struct Meta { rows: u32, channels: u32, p_norm: f32, opaque: u32 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> pattern: array<f32>;
 @group(0) @binding(3) var<storage, read_write> hoyer: array<f32>;
 @group(0) @binding(4) var<storage, read_write> cos: array<f32>;
+
+fn keep(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ params.opaque); }
+
+// s + e += v, with e collecting the exact rounding error of each addition (Knuth's TwoSum).
+fn add(s: ptr<function, f32>, e: ptr<function, f32>, v: f32) {
+    let t = *s + v;
+    let kt = keep(t);
+    let bb = kt - *s;
+    *e += (*s - (kt - bb)) + (v - bb);
+    *s = t;
+}
 
 @compute @workgroup_size(64)
 fn nullcode_probe(@builtin(workgroup_id) wid: vec3<u32>,
@@ -28,12 +43,18 @@ fn nullcode_probe(@builtin(workgroup_id) wid: vec3<u32>,
     var l1 = 0.0;
     var l2 = 0.0;
     var dot = 0.0;
+    var e1 = 0.0;
+    var e2 = 0.0;
+    var ed = 0.0;
     for (var k = 0u; k < c; k++) {
         let v = x[base + k];
-        l1 += abs(v);
-        l2 += v * v;
-        dot += v * pattern[k];
+        add(&l1, &e1, abs(v));
+        add(&l2, &e2, v * v);
+        add(&dot, &ed, v * pattern[k]);
     }
+    l1 += e1;
+    l2 += e2;
+    dot += ed;
     let norm = sqrt(l2);
     let sc = sqrt(f32(c));
     var h = 1.0;

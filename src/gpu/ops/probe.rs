@@ -11,7 +11,8 @@ struct Meta {
     rows: u32,
     channels: u32,
     p_norm: f32,
-    _pad: u32,
+    /// Always 0: hides values from the compiler (the kernel's `keep`).
+    opaque: u32,
 }
 
 /// `hoyer[r]`, `cos[r]` for the `rows` rows of `x` ([rows, C]) and the 0/1 `pattern` [C]
@@ -40,7 +41,7 @@ pub fn nullcode_probe(
         rows: rows as u32,
         channels: c as u32,
         p_norm: (ones as f32).sqrt(),
-        _pad: 0,
+        opaque: 0,
     };
     Ok(Dispatch::new(
         gpu,
