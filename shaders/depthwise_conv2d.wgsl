@@ -31,6 +31,10 @@ alias W = f32;
 @group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
 const STRIP: u32 = 4u;
+// Stride 1 and dilation 1 (a pipeline constant, so the other path is compiled out): the strip's
+// four outputs read input columns ix0 + kx .. ix0 + kx + 3, so each kx loads one new column and
+// reuses three (kw + 3 input loads per kernel row instead of 4 kw).
+override UNIT_STEP: bool = false;
 
 // The input vec4 at (row offset `row`, column `ix`), or 0 in the padding. `row` is
 // (b * H + iy) * W, already known to lie inside the image.
@@ -67,6 +71,23 @@ fn depthwise_conv2d(@builtin(global_invocation_id) gid: vec3<u32>,
         let iy = i32(oy * params.stride + ky * params.dilation) - i32(params.pad_top);
         if (iy < 0 || iy >= i32(params.height)) { continue; }
         let row = (b * params.height + u32(iy)) * params.width;
+        if (UNIT_STEP) {
+            var x0 = load(row, ix0, c4, n4);
+            var x1 = load(row, ix0 + 1, c4, n4);
+            var x2 = load(row, ix0 + 2, c4, n4);
+            for (var kx = 0u; kx < params.kernel_w; kx++) {
+                let wv = vec4<f32>(w[(ky * params.kernel_w + kx) * n4 + c4]);
+                let x3 = load(row, ix0 + i32(kx) + 3, c4, n4);
+                acc0 += x0 * wv;
+                acc1 += x1 * wv;
+                acc2 += x2 * wv;
+                acc3 += x3 * wv;
+                x0 = x1;
+                x1 = x2;
+                x2 = x3;
+            }
+            continue;
+        }
         for (var kx = 0u; kx < params.kernel_w; kx++) {
             let wv = vec4<f32>(w[(ky * params.kernel_w + kx) * n4 + c4]);
             let ix = ix0 + i32(kx * params.dilation);

@@ -465,15 +465,13 @@ pub fn conv2d_with(
         // One invocation per 4 channels of 4 adjacent output pixels (the kernel's STRIP).
         let invocations = s.batch * oh * ow.div_ceil(4) * (s.cout / 4);
         let groups = grid(gpu, invocations.div_ceil(64));
-        return Ok(Dispatch::new(
-            gpu,
-            "depthwise_conv2d",
-            &epilogue.constants(),
-            &meta,
-            &tensors,
-            groups,
-        )?
-        .with_flops(flops));
+        let mut constants = epilogue.constants().to_vec();
+        let unit_step = s.stride == 1 && s.dilation == 1;
+        constants.push(("UNIT_STEP", unit_step as u8 as f64));
+        return Ok(
+            Dispatch::new(gpu, "depthwise_conv2d", &constants, &meta, &tensors, groups)?
+                .with_flops(flops),
+        );
     }
     let meta = ConvMeta {
         batch: s.batch as u32,
