@@ -10,8 +10,8 @@
 // one invocation per row (C <= 65,535: llvmpipe's loop cap per invocation). The three sums over
 // C are compensated (TwoSum per term, errors collected apart), so each is within a few f32
 // roundings of its exact value whatever C: plain f32 sums over C = 768 were off by about 1e-6
-// in Hoyer, the size of the tolerance tests/nullcode.rs checks against f64. `keep` hides values
-// behind the uniform's `opaque` (always 0) so that no compiler simplifies the compensation away.
+// in Hoyer, the size of the tolerance tests/nullcode.rs checks against f64. acc1 and `opaque`:
+// the prelude compensated.wgsl.
 
 struct Meta { rows: u32, channels: u32, p_norm: f32, opaque: u32 }
 
@@ -20,17 +20,6 @@ struct Meta { rows: u32, channels: u32, p_norm: f32, opaque: u32 }
 @group(0) @binding(2) var<storage, read> pattern: array<f32>;
 @group(0) @binding(3) var<storage, read_write> hoyer: array<f32>;
 @group(0) @binding(4) var<storage, read_write> cos: array<f32>;
-
-fn keep(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ params.opaque); }
-
-// s + e += v, with e collecting the exact rounding error of each addition (Knuth's TwoSum).
-fn add(s: ptr<function, f32>, e: ptr<function, f32>, v: f32) {
-    let t = *s + v;
-    let kt = keep(t);
-    let bb = kt - *s;
-    *e += (*s - (kt - bb)) + (v - bb);
-    *s = t;
-}
 
 @compute @workgroup_size(64)
 fn nullcode_probe(@builtin(workgroup_id) wid: vec3<u32>,
@@ -48,9 +37,9 @@ fn nullcode_probe(@builtin(workgroup_id) wid: vec3<u32>,
     var ed = 0.0;
     for (var k = 0u; k < c; k++) {
         let v = x[base + k];
-        add(&l1, &e1, abs(v));
-        add(&l2, &e2, v * v);
-        add(&dot, &ed, v * pattern[k]);
+        acc1(&l1, &e1, abs(v));
+        acc1(&l2, &e2, v * v);
+        acc1(&dot, &ed, v * pattern[k]);
     }
     l1 += e1;
     l2 += e2;

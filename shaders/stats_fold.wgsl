@@ -30,22 +30,7 @@ struct Meta {
 @group(0) @binding(2) var<storage, read> batch: array<u32>;
 @group(0) @binding(3) var<storage, read_write> state: array<u32>;
 
-fn keep(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ params.opaque); }
-
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-    let s = a + b;
-    let ks = keep(s);
-    let bb = ks - a;
-    let e = (a - (ks - bb)) + (b - bb);
-    return vec2<f32>(s, e);
-}
-
-fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
-    let s = two_sum(x.x, y.x);
-    let lo = s.y + x.y + y.y;
-    let hi = s.x + lo;
-    return vec2<f32>(hi, lo - (keep(hi) - s.x));
-}
+// keep, two_sum and df_add: the prelude compensated.wgsl.
 
 fn add64(i: u32, v: u32) {
     let lo = state[i];

@@ -25,6 +25,7 @@ const ROWS_SCALAR: &str = include_str!("../../shaders/rows_scalar.wgsl");
 const RDM_ROWS: &str = include_str!("../../shaders/rdm_rows.wgsl");
 const RDM_ROWSTATS_COMMON: &str = include_str!("../../shaders/rdm_rowstats_common.wgsl");
 const RDM_SKETCH_COMMON: &str = include_str!("../../shaders/rdm_sketch_common.wgsl");
+const COMPENSATED: &str = include_str!("../../shaders/compensated.wgsl");
 const SUBGROUP_K_BLOCK: &str = include_str!("../../shaders/subgroup_k_block.wgsl");
 
 macro_rules! kernels {
@@ -61,12 +62,12 @@ kernels! {
     "rdm_sketch_scalar" + ROWS_SCALAR + RDM_ROWS + RDM_SKETCH_COMMON,
     "rdm_gram_tiled",
     "rdm_gram_subgroup",
-    "stats_tap" + STATS_TAP_COMMON,
-    "stats_tap_scalar" + STATS_TAP_COMMON,
-    "stats_fold",
+    "stats_tap" + COMPENSATED + STATS_TAP_COMMON,
+    "stats_tap_scalar" + COMPENSATED + STATS_TAP_COMMON,
+    "stats_fold" + COMPENSATED,
     "stats_fold_channels",
     "gather_channels",
-    "nullcode_probe",
+    "nullcode_probe" + COMPENSATED,
 }
 
 /// The declaration of the weight element type in a kernel that reads weights (matmul B, conv
