@@ -74,7 +74,13 @@ pub struct Gpu {
     dummy: Tensor,
     /// Bytes of the tensors made by `upload` and `upload_f16` so far (`uploaded_bytes`).
     uploaded: std::sync::atomic::AtomicU64,
+    /// Scratch textures shared by the kernels that read copies of their inputs from textures
+    /// (`scratch_texture`).
+    scratch: Mutex<HashMap<ScratchKey, wgpu::Texture>>,
 }
+
+/// (purpose, format, width, height) of a scratch texture.
+type ScratchKey = (&'static str, wgpu::TextureFormat, u32, u32);
 
 fn parse_backend(name: &str) -> Result<wgpu::Backends> {
     Ok(match name.to_ascii_lowercase().as_str() {
@@ -235,6 +241,7 @@ impl Gpu {
             cache_dir: None,
             tuning: std::sync::OnceLock::new(),
             uploaded: std::sync::atomic::AtomicU64::new(0),
+            scratch: Mutex::new(HashMap::new()),
         })
     }
 
@@ -342,6 +349,45 @@ impl Gpu {
         let pipeline = Arc::new(pipeline);
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// A texture of `width` x `rows` texels or more (its height is `rows` rounded up to a power
+    /// of two) that kernels read a copy of their input from (`TextureCopy`), shared by every
+    /// dispatch that asks for the same `purpose` and format: the copy into it and the kernel
+    /// that reads it are consecutive in the command stream, so dispatches never need it at the
+    /// same time, and the few sizes keep its memory within twice the largest request. `None`
+    /// when `rows` exceeds the adapter's texture size limit.
+    pub fn scratch_texture(
+        &self,
+        purpose: &'static str,
+        format: wgpu::TextureFormat,
+        width: u32,
+        rows: u32,
+    ) -> Option<wgpu::Texture> {
+        let max = self.limits.max_texture_dimension_2d;
+        let height = rows.max(1).checked_next_power_of_two()?;
+        if width > max || height > max {
+            return None;
+        }
+        let key = (purpose, format, width, height);
+        let mut scratch = self.scratch.lock().unwrap();
+        let texture = scratch.entry(key).or_insert_with(|| {
+            self.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(purpose),
+                size: wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            })
+        });
+        Some(texture.clone())
     }
 
     /// A storage buffer of `len` f32 (or 4-byte) elements, refusing sizes over the adapter's

@@ -9,5 +9,5 @@ pub mod tensor;
 pub mod tuning;
 
 pub use context::{AdapterSummary, Gpu, GpuOptions, LowerLimits};
-pub use plan::{Dispatch, Plan, Step, grid};
+pub use plan::{Dispatch, Plan, Resource, Step, TextureCopy, grid};
 pub use tensor::{Elem, Tensor, beyond_f16};

@@ -16,6 +16,9 @@ pub struct Dispatch {
     pub kernel: &'static str,
     pipeline: wgpu::ComputePipeline,
     launches: Vec<Launch>,
+    /// Tensors copied into the textures the kernel reads, before its launches
+    /// (`Dispatch::with_textures`).
+    copies: Vec<TextureCopy>,
     /// Useful floating-point operations, for GFLOP/s reports.
     pub flops: u64,
     /// Bytes of the bound tensors (each read or written at least once): a lower bound on the
@@ -74,9 +77,56 @@ impl Dispatch {
             kernel,
             pipeline: pipeline.as_ref().clone(),
             launches: built,
+            copies: Vec::new(),
             flops: 0,
             bytes,
         })
+    }
+
+    /// A dispatch of one launch whose bindings may be textures, with the copies that fill
+    /// those textures (encoded before the launch, outside the compute pass).
+    pub fn with_textures<M: bytemuck::Pod>(
+        gpu: &Gpu,
+        kernel: &'static str,
+        constants: &[(&str, f64)],
+        meta: &M,
+        resources: &[Resource],
+        workgroups: [u32; 3],
+        copies: Vec<TextureCopy>,
+    ) -> Result<Dispatch> {
+        let pipeline = gpu.pipeline_of(kernel, constants, false)?;
+        let bytes = resources
+            .iter()
+            .map(|r| match r {
+                Resource::Tensor(t) => t.bytes(),
+                Resource::Texture(_) => 0,
+            })
+            .sum::<u64>()
+            + copies.iter().map(|c| c.src.bytes()).sum::<u64>();
+        let bind_group = bind_resources(gpu, kernel, &pipeline, meta, resources, workgroups)?;
+        Ok(Dispatch {
+            kernel,
+            pipeline: pipeline.as_ref().clone(),
+            launches: vec![Launch {
+                bind_group,
+                workgroups,
+            }],
+            copies,
+            flops: 0,
+            bytes,
+        })
+    }
+
+    /// Encode the copies into the textures this dispatch reads (outside any compute pass).
+    pub fn encode_copies(&self, encoder: &mut wgpu::CommandEncoder) {
+        for c in &self.copies {
+            c.encode(encoder);
+        }
+    }
+
+    /// Whether the dispatch has texture copies to encode before its pass.
+    pub fn has_copies(&self) -> bool {
+        !self.copies.is_empty()
     }
 
     pub fn with_flops(mut self, flops: u64) -> Dispatch {
@@ -99,6 +149,73 @@ impl Dispatch {
     }
 }
 
+/// A tensor laid out flat in a 2-D texture, `width` texels per row: texel i holds the tensor's
+/// elements i * texel_elems .. (i + 1) * texel_elems (one for r32float, four for rgba32float or
+/// rgba16float). Encoded as at most two buffer-to-texture copies (the full rows, then the last
+/// partial one) before the kernel that reads the texture.
+#[derive(Debug, Clone)]
+pub struct TextureCopy {
+    pub src: Tensor,
+    pub dst: wgpu::Texture,
+    pub width: u32,
+    /// Bytes per texel (4, 8 or 16).
+    pub texel_bytes: u32,
+}
+
+impl TextureCopy {
+    /// Texels the tensor fills (its bytes over the texel size, rounded up).
+    pub fn texels(&self) -> u64 {
+        self.src.bytes().div_ceil(self.texel_bytes as u64)
+    }
+
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        let texels = self.texels();
+        let width = self.width as u64;
+        let (full, tail) = (texels / width, texels % width);
+        let row_bytes = width * self.texel_bytes as u64;
+        let copy = |encoder: &mut wgpu::CommandEncoder, offset: u64, y: u64, w: u64, h: u64| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.src.buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset,
+                        bytes_per_row: Some(row_bytes as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.dst,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: y as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: w as u32,
+                    height: h as u32,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if full > 0 {
+            copy(encoder, self.src.offset, 0, width, full);
+        }
+        if tail > 0 {
+            copy(encoder, self.src.offset + full * row_bytes, full, tail, 1);
+        }
+    }
+}
+
+/// What a kernel binding holds: a tensor (a storage buffer, or a window of one) or a texture.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource<'a> {
+    Tensor(&'a Tensor),
+    Texture(&'a wgpu::TextureView),
+}
+
 /// The bind group of one launch, after checking the grid and every binding against the
 /// adapter's limits (an op that can split its work does so before this; what reaches here
 /// over a limit cannot be split, and the error says which limit and what to change).
@@ -110,6 +227,25 @@ fn bind<M: bytemuck::Pod>(
     tensors: &[&Tensor],
     workgroups: [u32; 3],
 ) -> Result<wgpu::BindGroup> {
+    let resources: Vec<Resource> = tensors.iter().map(|t| Resource::Tensor(t)).collect();
+    bind_resources(gpu, kernel, pipeline, meta, &resources, workgroups)
+}
+
+fn bind_resources<M: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    meta: &M,
+    resources: &[Resource],
+    workgroups: [u32; 3],
+) -> Result<wgpu::BindGroup> {
+    let tensors: Vec<&Tensor> = resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Tensor(t) => Some(*t),
+            Resource::Texture(_) => None,
+        })
+        .collect();
     let max = gpu.limits.max_compute_workgroups_per_dimension;
     if workgroups.iter().any(|&w| w > max) {
         return Err(Error::Limit {
@@ -122,7 +258,7 @@ fn bind<M: bytemuck::Pod>(
     }
     let binding_limit = gpu.limits.max_storage_buffer_binding_size;
     let align = gpu.limits.min_storage_buffer_offset_alignment as u64;
-    for t in tensors {
+    for t in &tensors {
         let size = t.bytes().max(4);
         if size > binding_limit {
             return Err(Error::Limit {
@@ -154,7 +290,17 @@ fn bind<M: bytemuck::Pod>(
         binding: 0,
         resource: uniform.as_entire_binding(),
     }];
-    for (i, t) in tensors.iter().enumerate() {
+    for (i, r) in resources.iter().enumerate() {
+        let t = match r {
+            Resource::Tensor(t) => t,
+            Resource::Texture(view) => {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: wgpu::BindingResource::TextureView(view),
+                });
+                continue;
+            }
+        };
         // Whole buffers are bound whole (a reused activation buffer may be larger than the
         // tensor it holds now); only buffers over the binding limit and windows are bound by
         // range.
@@ -263,12 +409,20 @@ impl Plan {
         let mut i = 0;
         while i < self.steps.len() {
             match &self.steps[i] {
-                Step::Kernel(_) => {
+                Step::Kernel(first) => {
+                    // Texture copies cannot run inside a compute pass: a kernel with copies
+                    // starts a new pass after them.
+                    first.encode_copies(encoder);
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("plan"),
                         timestamp_writes: None,
                     });
+                    first.record(&mut pass);
+                    i += 1;
                     while let Some(Step::Kernel(d)) = self.steps.get(i) {
+                        if d.has_copies() {
+                            break;
+                        }
                         d.record(&mut pass);
                         i += 1;
                     }
@@ -329,6 +483,7 @@ impl Plan {
         for step in &self.steps {
             match step {
                 Step::Kernel(d) if (k as usize) < kernels.len() => {
+                    d.encode_copies(&mut encoder);
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(d.kernel),
                         timestamp_writes: Some(wgpu::ComputePassTimestampWrites {

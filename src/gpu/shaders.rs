@@ -11,7 +11,8 @@
 //! //#end
 //! ```
 //!
-//! repeats the lines between the markers for r = 0..4, replacing `{r}` with the number.
+//! repeats the lines between the markers for r = 0..4, replacing `{r}` with the number (in
+//! kernels and preludes alike).
 //!
 //! Kernels that read weights declare their element type as `alias W = f32;` and convert each
 //! load to f32; with `--f16-weights` they are compiled with `W = f16` (`source(name, true)`).
@@ -27,6 +28,7 @@ const RDM_ROWSTATS_COMMON: &str = include_str!("../../shaders/rdm_rowstats_commo
 const RDM_SKETCH_COMMON: &str = include_str!("../../shaders/rdm_sketch_common.wgsl");
 const COMPENSATED: &str = include_str!("../../shaders/compensated.wgsl");
 const SUBGROUP_K_BLOCK: &str = include_str!("../../shaders/subgroup_k_block.wgsl");
+const MATMUL_SUBGROUP_COMMON: &str = include_str!("../../shaders/matmul_subgroup_common.wgsl");
 
 macro_rules! kernels {
     ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
@@ -39,7 +41,8 @@ macro_rules! kernels {
 
 kernels! {
     "matmul_tiled" + EPILOGUE + EPILOGUE_F32,
-    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK,
+    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + MATMUL_SUBGROUP_COMMON,
+    "matmul_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + MATMUL_SUBGROUP_COMMON,
     "layernorm",
     "layernorm_rows",
     "attention",
@@ -93,7 +96,7 @@ pub fn source(name: &str, f16_weights: bool) -> Result<String, String> {
         s.push_str("enable f16;\n");
     }
     for p in *preludes {
-        s.push_str(p);
+        s.push_str(&expand_repeats(p));
         s.push('\n');
     }
     s.push_str(&body);
@@ -179,9 +182,24 @@ mod tests {
     #[test]
     fn matmul_subgroup_block_matches_the_dispatch() {
         use crate::gpu::ops::{SUBGROUP_COLS, SUBGROUP_ROWS};
-        assert_block(
-            "matmul_subgroup",
-            [("ROWS", SUBGROUP_ROWS), ("COLS", SUBGROUP_COLS)],
+        for kernel in ["matmul_subgroup", "matmul_texture"] {
+            assert_block(kernel, [("ROWS", SUBGROUP_ROWS), ("COLS", SUBGROUP_COLS)]);
+        }
+    }
+
+    #[test]
+    fn matmul_texture_width_matches_the_copies() {
+        use crate::gpu::ops::TEXTURE_WIDTH;
+        let src = super::source("matmul_texture", false).unwrap();
+        let mask = format!("const TEX_MASK: u32 = {}u;", TEXTURE_WIDTH - 1);
+        let shift = format!(
+            "const TEX_SHIFT: u32 = {}u;",
+            TEXTURE_WIDTH.trailing_zeros()
+        );
+        assert!(TEXTURE_WIDTH.is_power_of_two());
+        assert!(
+            src.contains(&mask) && src.contains(&shift),
+            "{mask} {shift}"
         );
     }
 

@@ -80,11 +80,15 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("sparsescope"))
 }
 
-/// The key of this adapter in the cache file: name, backend, driver and the tool's version (a
-/// new version may change the kernels).
+/// Raised whenever the candidates change, so that choices made without a new candidate are
+/// timed again (2: `MatmulVariant::Texture`).
+const CANDIDATES_REVISION: u32 = 2;
+
+/// The key of this adapter in the cache file: name, backend, driver, the tool's version and
+/// the candidates' revision (a new version may change the kernels).
 fn adapter_key(gpu: &Gpu) -> String {
     format!(
-        "{} | {:?} | {} {} | sparsescope {}",
+        "{} | {:?} | {} {} | sparsescope {} | candidates {CANDIDATES_REVISION}",
         gpu.info.name,
         gpu.info.backend,
         gpu.info.driver,

@@ -15,7 +15,7 @@
 //! rows = B * H * W; no kernel of its own.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::{Epilogue, MatmulVariant, check_len, matmul};
+use crate::gpu::ops::{Epilogue, check_len, matmul};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// Output pixels and channels per workgroup of conv2d_subgroup (its `PIXELS` and `CHANNELS`; a
@@ -357,7 +357,7 @@ pub fn preferred_conv_variant(gpu: &Gpu, spec: &ConvSpec) -> ConvVariant {
     // blocks), benches/kernels.rs "1x1": 1.4-1.6x faster at ResNet-50 and EfficientNet-Lite0
     // shapes (256->64 28x28 6.8 vs 10.9 ms, 64->256 56x56 54.5 vs 76.7, 24->144 56x56 25.9 vs
     // 36.1, 1024->256 14x14 23.0 vs 37.1). Before the matmul's grid fix the conv kernel won.
-    let subgroup_family = gpu.choices().matmul == MatmulVariant::Subgroup;
+    let subgroup_family = gpu.choices().matmul.is_subgroup();
     if can(ConvVariant::Depthwise) {
         ConvVariant::Depthwise
     } else if can(ConvVariant::Matmul) {

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
-use crate::gpu::{Dispatch, Gpu, Tensor, grid};
+use crate::gpu::{Dispatch, Elem, Gpu, Resource, Tensor, TextureCopy, grid};
 
 /// Output rows and columns per workgroup of matmul_subgroup (its `ROWS` and `COLS`; a unit test
 /// checks they agree).
@@ -12,6 +12,11 @@ use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 /// dispatching for 8-row blocks against 24-row workgroups once halved the kernel's speed.
 pub const SUBGROUP_ROWS: usize = 40;
 pub const SUBGROUP_COLS: usize = 64;
+
+/// Texels per row of the textures `matmul_texture` reads A and B from (its TEX_MASK + 1; a
+/// unit test checks they agree). A power of two, so a flat index splits into a column and a row
+/// with a mask and a shift.
+pub const TEXTURE_WIDTH: u32 = 4096;
 
 /// The nonlinearity applied last in a fused epilogue (codes match `shaders/epilogue.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,23 +133,38 @@ pub enum MatmulVariant {
     /// `shaders/matmul_subgroup.wgsl`: one 8-lane subgroup per workgroup with broadcasts, for
     /// CPU adapters (lavapipe). Needs SUBGROUP with a subgroup size fixed at 8, and N % 4 == 0.
     Subgroup,
+    /// `shaders/matmul_texture.wgsl`: the subgroup kernel reading A and B from textures that
+    /// each launch first copies them into (texel fetches are 2-7x cheaper than storage loads on
+    /// lavapipe from Mesa 22.3). Needs what `Subgroup` needs; work it cannot take in one launch
+    /// (over the texture size limit, or split into row chunks) runs on `Subgroup`.
+    Texture,
 }
 
 impl MatmulVariant {
-    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::Tiled, MatmulVariant::Subgroup];
+    pub const ALL: [MatmulVariant; 3] = [
+        MatmulVariant::Tiled,
+        MatmulVariant::Subgroup,
+        MatmulVariant::Texture,
+    ];
 
     pub fn kernel(self) -> &'static str {
         match self {
             MatmulVariant::Tiled => "matmul_tiled",
             MatmulVariant::Subgroup => "matmul_subgroup",
+            MatmulVariant::Texture => "matmul_texture",
         }
+    }
+
+    /// Whether the variant runs the subgroup kernel's 40 x 64 blocks (`Subgroup`, `Texture`).
+    pub fn is_subgroup(self) -> bool {
+        matches!(self, MatmulVariant::Subgroup | MatmulVariant::Texture)
     }
 
     /// Why this variant cannot run on `gpu` with `n` output columns, or `None` if it can.
     pub fn unsupported(self, gpu: &Gpu, n: usize) -> Option<String> {
         match self {
             MatmulVariant::Tiled => None,
-            MatmulVariant::Subgroup => {
+            MatmulVariant::Subgroup | MatmulVariant::Texture => {
                 let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
                 if !gpu.has_subgroups() {
                     Some(format!("adapter '{}' has no subgroups", gpu.info.name))
@@ -277,7 +297,7 @@ pub fn matmul_batched(
     } else {
         (0, 0)
     };
-    if variant == MatmulVariant::Subgroup && b_batch % 4 != 0 {
+    if variant.is_subgroup() && b_batch % 4 != 0 {
         return Err(Error::shape(
             OP,
             format!("B's batch stride {b_batch} is not a multiple of 4 (B is read as vec4)"),
@@ -340,7 +360,7 @@ pub fn matmul_batched(
             max_groups * 64
         }
         // grid() spreads the linear workgroup count over two dimensions.
-        MatmulVariant::Subgroup => {
+        MatmulVariant::Subgroup | MatmulVariant::Texture => {
             max_groups * max_groups / n.div_ceil(SUBGROUP_COLS).max(1) * SUBGROUP_ROWS
         }
     };
@@ -375,6 +395,49 @@ pub fn matmul_batched(
         std::iter::once(0..m).collect()
     };
     let whole = chunks.len() == 1;
+    if variant == MatmulVariant::Texture {
+        let groups = match n.div_ceil(SUBGROUP_COLS) * m.div_ceil(SUBGROUP_ROWS) {
+            0 => [0, 1, 1],
+            count => {
+                let [x, y, _] = grid(gpu, count);
+                [x, y, z as u32]
+            }
+        };
+        let meta = MatmulMeta {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a_stride: a_stride as u32,
+            a_batch: a_batch as u32,
+            b_batch: b_batch as u32,
+            _pad: [0; 2],
+        };
+        let a_len = if m == 0 {
+            0
+        } else {
+            (z - 1) * a_batch + (m - 1) * a_stride + k
+        };
+        let b_len = (z - 1) * b_batch + k * n;
+        if whole
+            && let Some(d) =
+                texture_dispatch(gpu, a, a_len, b, b_len, out, &epilogue, &meta, groups)?
+        {
+            return Ok(d.with_flops(2 * (z * m * n * k) as u64));
+        }
+        // Too large for one launch from textures: the same kernel body from storage buffers.
+        return matmul_batched(
+            gpu,
+            MatmulVariant::Subgroup,
+            a,
+            a_stride,
+            b,
+            (k, n),
+            out,
+            m,
+            epilogue,
+            batch,
+        );
+    }
     let mut launches = Vec::with_capacity(chunks.len());
     for rows in chunks {
         let mc = rows.len();
@@ -406,7 +469,7 @@ pub fn matmul_batched(
         };
         let groups = match variant {
             MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, z as u32],
-            MatmulVariant::Subgroup => {
+            MatmulVariant::Subgroup | MatmulVariant::Texture => {
                 let count = n.div_ceil(SUBGROUP_COLS) * mc.div_ceil(SUBGROUP_ROWS);
                 if count == 0 {
                     [0, 1, 1]
@@ -436,4 +499,78 @@ pub fn matmul_batched(
         Dispatch::split(gpu, variant.kernel(), &epilogue.constants(), &launches)?
             .with_flops(2 * (z * m * n * k) as u64),
     )
+}
+
+/// `matmul_texture`'s one launch, with the copies of A's first `a_len` elements and B's first
+/// `b_len` into scratch textures (r32float, and rgba32float or rgba16float for f16 weights),
+/// or `None` when a texture would exceed the adapter's limits or a tensor's offset cannot
+/// start a copy (callers then run `matmul_subgroup`).
+#[allow(clippy::too_many_arguments)]
+fn texture_dispatch<M: bytemuck::Pod>(
+    gpu: &Gpu,
+    a: &Tensor,
+    a_len: usize,
+    b: &Tensor,
+    b_len: usize,
+    out: &Tensor,
+    epilogue: &Epilogue,
+    meta: &M,
+    groups: [u32; 3],
+) -> Result<Option<Dispatch>> {
+    let (b_format, b_texel) = match b.elem {
+        Elem::F32 => (wgpu::TextureFormat::Rgba32Float, 16),
+        Elem::F16 => (wgpu::TextureFormat::Rgba16Float, 8),
+    };
+    if a.offset % 4 != 0 || b.offset % b_texel != 0 {
+        return Ok(None);
+    }
+    let width = TEXTURE_WIDTH as usize;
+    let rows = |texels: usize| u32::try_from(texels.div_ceil(width).max(1)).ok();
+    let (Some(a_rows), Some(b_rows)) = (rows(a_len), rows(b_len / 4)) else {
+        return Ok(None);
+    };
+    let r32 = wgpu::TextureFormat::R32Float;
+    let (Some(a_tex), Some(b_tex)) = (
+        gpu.scratch_texture("matmul A", r32, TEXTURE_WIDTH, a_rows),
+        gpu.scratch_texture("matmul B", b_format, TEXTURE_WIDTH, b_rows),
+    ) else {
+        return Ok(None);
+    };
+    let (a_view, b_view) = (
+        a_tex.create_view(&Default::default()),
+        b_tex.create_view(&Default::default()),
+    );
+    let dummy = gpu.dummy();
+    let copies = vec![
+        TextureCopy {
+            src: a.window(0, &[a_len]),
+            dst: a_tex,
+            width: TEXTURE_WIDTH,
+            texel_bytes: 4,
+        },
+        TextureCopy {
+            src: b.window(0, &[b_len]),
+            dst: b_tex,
+            width: TEXTURE_WIDTH,
+            texel_bytes: b_texel as u32,
+        },
+    ];
+    let resources = [
+        Resource::Texture(&a_view),
+        Resource::Texture(&b_view),
+        Resource::Tensor(epilogue.bias.unwrap_or(&dummy)),
+        Resource::Tensor(epilogue.scale.unwrap_or(&dummy)),
+        Resource::Tensor(epilogue.residual.unwrap_or(&dummy)),
+        Resource::Tensor(out),
+    ];
+    Dispatch::with_textures(
+        gpu,
+        MatmulVariant::Texture.kernel(),
+        &epilogue.constants(),
+        meta,
+        &resources,
+        groups,
+        copies,
+    )
+    .map(Some)
 }

@@ -14,8 +14,8 @@ mod vit;
 pub use attention::{Attention, AttentionVariant, attention};
 pub use layernorm::{LayernormVariant, layernorm, layernorm_with};
 pub use matmul::{
-    Act, Batch, Epilogue, MatmulVariant, SUBGROUP_COLS, SUBGROUP_ROWS, matmul, matmul_batched,
-    matmul_with, preferred_variant,
+    Act, Batch, Epilogue, MatmulVariant, SUBGROUP_COLS, SUBGROUP_ROWS, TEXTURE_WIDTH, matmul,
+    matmul_batched, matmul_with, preferred_variant,
 };
 pub use vit::{patch_im2col, vit_tokens};
 
