@@ -2,11 +2,10 @@
 // (lavapipe), where a workgroup of 8 invocations runs as one 8-wide SIMD thread and loads, not
 // arithmetic, limit speed: every storage load is done lane by lane (../shared/GPU-NOTES.md).
 //
-// The body shared by `matmul_subgroup` (A and B from storage buffers) and `matmul_texture` (A
-// and B from textures, which llvmpipe reads far faster: see that file); each declares
-// bindings 1 and 2 and defines `load_a` (A's element i, counting from A's first element),
-// `load_b` (B's vec4 i) and `load_k_block` (the KBlock at B's vec4 `at`, rows n4 vec4 apart),
-// and has an entry point that calls `matmul_block`.
+// The body shared by `matmul_subgroup` and `matmul_texture`: their preludes
+// subgroup_loads_buffer.wgsl and subgroup_loads_texture.wgsl declare bindings 1 and 2 and
+// define `load_a` (A's element i, counting from A's first element), `load_b` (B's vec4 i) and
+// `load_k_block`; each kernel file has an entry point that calls `matmul_block`.
 //
 // Bindings: 0 params (Meta); 1 A [rows at a_stride]; 2 B [K, N] read as vec4 (needs N % 4 == 0);
 //           3 bias [N]; 4 scale [N]; 5 res [M, N]; 6 out [M, N], the last four as vec4

@@ -17,8 +17,9 @@
 // mode (cursor = (n0, nb), written by the host before each batch). With `ones` set, x is the
 // all-ones vector, a = 0 and no stats are written: out[0, :] = S 1 (exact: sums of +-1), which
 // the finalisation needs to undo the shift.
-// The row is read by `load4` from a prelude: rows_vec4.wgsl (rdm_sketch, D % 4 == 0) or
-// rows_scalar.wgsl (rdm_sketch_scalar).
+// The row is read by `load4` from a prelude: rows_vec4.wgsl (rdm_sketch, D % 4 == 0),
+// rows_texture.wgsl (rdm_sketch_texture, the same from a texture copy) or rows_scalar.wgsl
+// (rdm_sketch_scalar).
 //
 // Bindings: 0 params; 1 x [rows, D] (the prelude); 2 cursor [4] u32; 3 stats [capacity]
 //           vec4<f32>; 4 out [rows, k] as vec4.

@@ -1,6 +1,7 @@
-// stats_tap_common: the body shared by `stats_tap` (the tap read as vec4, C % 4 == 0) and
-// `stats_tap_scalar` (any C); each of those files declares binding 1 (`tap`) and `load4`, and
-// has an entry point that calls `tap_stats` below. One pass over one batch of a tap [B, P, C]
+// stats_tap_common: the body shared by `stats_tap` (the tap read as vec4, C % 4 == 0),
+// `stats_tap_texture` (the same from a texture copy of the tap) and `stats_tap_scalar` (any C);
+// each of those files declares binding 1 and `load4` and `load1`, and has an entry point that
+// calls `tap_stats` below. One pass over one batch of a tap [B, P, C]
 // computes every per-batch partial the statistics need (src/stats/tap.rs folds them):
 //   per (image, position chunk, channel): the count of active entries and the sum of values
 //     (firing counts, "active in the image", pooled means);

@@ -322,9 +322,15 @@ fn sketch_mode_matches_cpu_projection() {
         }
         let raw_ref = Gram::from_features(&raw, n, k).unwrap();
         let centred_ref = Gram::from_features(&centred, n, k).unwrap();
-        for variant in variants(&gpu, k) {
+        // Rows read from their buffer and (D % 4 == 0) from a texture copy.
+        let reads: &[bool] = if d % 4 == 0 { &[false, true] } else { &[false] };
+        for (variant, &textures) in variants(&gpu, k)
+            .into_iter()
+            .flat_map(|v| reads.iter().map(move |t| (v, t)))
+        {
             let mode = FlatMode::Sketch { dim: k, seed };
             let mut acc = GramAccumulator::with_variant(&gpu, mode, variant, d, n, 4).unwrap();
+            acc.set_texture_reads(textures);
             let got = accumulate(&gpu, &mut acc, &x, n, d, 4);
             assert_eq!(got.sketch_dim(), Some(k));
             // Correlation: cosine of the centred sketches (the reference vectors have mean ~0 but
@@ -335,7 +341,7 @@ fn sketch_mode_matches_cpu_projection() {
                 (Measure::Euclidean, raw_ref.rdm(Measure::Euclidean)),
             ];
             for (m, want) in pairs {
-                let what = format!("D {d} {variant:?} against the CPU sketch:");
+                let what = format!("D {d} {variant:?} textures {textures} against the CPU sketch:");
                 assert_rdm_close(&what, m, &got.rdm(m), &want, 2e-5, (1e-9, 1e-5));
             }
         }

@@ -12,8 +12,9 @@ use sparsescope::gpu::{Gpu, Plan, Tensor};
 use sparsescope::model::{TapInfo, TapKind};
 use sparsescope::stats::reference::{reference_hoyer, reference_pooled, reference_totals};
 use sparsescope::stats::spec::{LOG_BINS, LOG_MIN_EXP, ceil_f32, floor_f32, log_edges};
+use sparsescope::stats::tap::default_groups;
 use sparsescope::stats::{
-    Histogram, LinearHistSpec, PosHistSpec, Predicate, StatsConfig, TapStats, TapTotals,
+    Histogram, LinearHistSpec, PosHistSpec, Predicate, StatsConfig, TapRead, TapStats, TapTotals,
 };
 use support::{Rng, gpu};
 
@@ -45,13 +46,27 @@ fn run_gpu(
     labels: Option<&[u32]>,
     config: &StatsConfig,
     groups: Option<usize>,
+    read: Option<TapRead>,
 ) -> GpuRun {
     let info = tap_info(p, c);
-    let stats = match groups {
-        Some(g) => TapStats::with_groups(gpu, &info, batch, config, g),
-        None => TapStats::new(gpu, &info, batch, config),
+    let stats = match (groups, read) {
+        (groups, Some(read)) => {
+            let chunks = p.div_ceil(64);
+            let g = groups.unwrap_or_else(|| default_groups(gpu, batch * chunks));
+            TapStats::with_read(gpu, &info, batch, config, g, read)
+        }
+        (Some(g), None) => TapStats::with_groups(gpu, &info, batch, config, g),
+        (None, None) => TapStats::new(gpu, &info, batch, config),
     }
     .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(read) = read {
+        let want = match read {
+            TapRead::Texture => "stats_tap_texture",
+            TapRead::Buffer if c % 4 == 0 => "stats_tap",
+            TapRead::Buffer => "stats_tap_scalar",
+        };
+        assert_eq!(stats.kernel(), want);
+    }
     let tap: Tensor = gpu.zeros("tap", &[batch, p, c]).unwrap();
     let image = p * c;
     let mut pooled = Vec::new();
@@ -360,11 +375,31 @@ fn check_case(
         "[{n}, {p}, {c}] batch {batch}, {} classes, {}",
         classes, config.predicate
     );
-    let got = run_gpu(gpu, &x, n, p, c, batch, labels.as_deref(), &config, None);
     let want = reference_totals(&x, n, p, c, labels.as_deref(), &config).unwrap();
-    assert_totals(&ctx, &got.totals, &want);
-    assert_pooled(&ctx, &got.pooled, &x, n, p, c);
-    assert_hoyer_tokens(&ctx, got.hoyer.as_ref().unwrap(), &x, n, p, c);
+    // Every way of reading the tap: from its buffer, and (C % 4 == 0) from a texture copy.
+    let reads: &[TapRead] = if c % 4 == 0 {
+        &[TapRead::Buffer, TapRead::Texture]
+    } else {
+        &[TapRead::Buffer]
+    };
+    for &read in reads {
+        let ctx = format!("{ctx}, {read:?}");
+        let got = run_gpu(
+            gpu,
+            &x,
+            n,
+            p,
+            c,
+            batch,
+            labels.as_deref(),
+            &config,
+            None,
+            Some(read),
+        );
+        assert_totals(&ctx, &got.totals, &want);
+        assert_pooled(&ctx, &got.pooled, &x, n, p, c);
+        assert_hoyer_tokens(&ctx, got.hoyer.as_ref().unwrap(), &x, n, p, c);
+    }
 }
 
 #[test]
@@ -461,7 +496,7 @@ fn extreme_values_keep_counts_exact_and_flag_moments() {
         })
         .collect();
     let config = StatsConfig::default();
-    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, None);
+    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, None, None);
     let want = reference_totals(&x, n, p, c, None, &config).unwrap();
     assert_counts_exact("extremes", &got.totals, &want);
     assert!(got.totals.moments_overflow);
@@ -481,7 +516,7 @@ fn moments_do_not_drift_over_many_entries() {
         .map(|i| 1000.0 + (i % 13) as f32 * 0.01 + rng.uniform(-0.5, 0.5))
         .collect();
     let config = StatsConfig::default();
-    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, None);
+    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, None, None);
     let want = reference_totals(&x, n, p, c, None, &config).unwrap();
     assert_totals("drift", &got.totals, &want);
     assert_pooled("drift", &got.pooled, &x, n, p, c);
@@ -501,8 +536,8 @@ fn runs_are_deterministic() {
     let mut x = activations(&mut rng, n, p, c, &config);
     moderate(&mut x);
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
-    let a = run_gpu(&gpu, &x, n, p, c, batch, Some(&labels), &config, None);
-    let b = run_gpu(&gpu, &x, n, p, c, batch, Some(&labels), &config, None);
+    let a = run_gpu(&gpu, &x, n, p, c, batch, Some(&labels), &config, None, None);
+    let b = run_gpu(&gpu, &x, n, p, c, batch, Some(&labels), &config, None, None);
     assert_eq!(a.totals, b.totals, "two runs differ");
     assert_eq!(a.pooled, b.pooled);
     for groups in [1, 3, 1000] {
@@ -516,6 +551,7 @@ fn runs_are_deterministic() {
             Some(&labels),
             &config,
             Some(groups),
+            None,
         );
         let mut gt = g.totals.clone();
         // Only the order of float additions depends on the workgroup count.
@@ -599,7 +635,7 @@ fn long_passes_are_not_cut_short() {
         .map(|_| rng.uniform(0.0, 2000.0) + if rng.below(2) == 0 { 1e4 } else { 0.0 })
         .collect();
     let config = StatsConfig::default();
-    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, Some(1));
+    let got = run_gpu(&gpu, &x, n, p, c, batch, None, &config, Some(1), None);
     let want = reference_totals(&x, n, p, c, None, &config).unwrap();
     assert_totals("one workgroup asked", &got.totals, &want);
     assert_pooled("one workgroup asked", &got.pooled, &x, n, p, c);
@@ -780,7 +816,7 @@ fn totals_serialise_their_scalar_part() {
     };
     let mut x = activations(&mut rng, n, p, c, &config);
     moderate(&mut x);
-    let got = run_gpu(&gpu, &x, n, p, c, 2, Some(&[0, 1, 0]), &config, None);
+    let got = run_gpu(&gpu, &x, n, p, c, 2, Some(&[0, 1, 0]), &config, None, None);
     let json = serde_json::to_value(&got.totals).unwrap();
     for key in [
         "images",

@@ -23,12 +23,17 @@ const EPILOGUE_VEC4: &str = include_str!("../../shaders/epilogue_vec4.wgsl");
 const STATS_TAP_COMMON: &str = include_str!("../../shaders/stats_tap_common.wgsl");
 const ROWS_VEC4: &str = include_str!("../../shaders/rows_vec4.wgsl");
 const ROWS_SCALAR: &str = include_str!("../../shaders/rows_scalar.wgsl");
+const ROWS_TEXTURE: &str = include_str!("../../shaders/rows_texture.wgsl");
 const RDM_ROWS: &str = include_str!("../../shaders/rdm_rows.wgsl");
 const RDM_ROWSTATS_COMMON: &str = include_str!("../../shaders/rdm_rowstats_common.wgsl");
 const RDM_SKETCH_COMMON: &str = include_str!("../../shaders/rdm_sketch_common.wgsl");
 const COMPENSATED: &str = include_str!("../../shaders/compensated.wgsl");
 const SUBGROUP_K_BLOCK: &str = include_str!("../../shaders/subgroup_k_block.wgsl");
 const MATMUL_SUBGROUP_COMMON: &str = include_str!("../../shaders/matmul_subgroup_common.wgsl");
+const CONV2D_SUBGROUP_COMMON: &str = include_str!("../../shaders/conv2d_subgroup_common.wgsl");
+const SUBGROUP_LOADS_BUFFER: &str = include_str!("../../shaders/subgroup_loads_buffer.wgsl");
+const SUBGROUP_LOADS_TEXTURE: &str = include_str!("../../shaders/subgroup_loads_texture.wgsl");
+const FLAT_TEXTURE: &str = include_str!("../../shaders/flat_texture.wgsl");
 
 macro_rules! kernels {
     ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
@@ -41,8 +46,10 @@ macro_rules! kernels {
 
 kernels! {
     "matmul_tiled" + EPILOGUE + EPILOGUE_F32,
-    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + MATMUL_SUBGROUP_COMMON,
-    "matmul_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + MATMUL_SUBGROUP_COMMON,
+    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + SUBGROUP_LOADS_BUFFER
+        + MATMUL_SUBGROUP_COMMON,
+    "matmul_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + FLAT_TEXTURE
+        + SUBGROUP_LOADS_TEXTURE + MATMUL_SUBGROUP_COMMON,
     "layernorm",
     "layernorm_rows",
     "attention",
@@ -52,7 +59,10 @@ kernels! {
     "patch_im2col",
     "vit_tokens",
     "conv2d_tiled" + EPILOGUE + EPILOGUE_F32,
-    "conv2d_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK,
+    "conv2d_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + SUBGROUP_LOADS_BUFFER
+        + CONV2D_SUBGROUP_COMMON,
+    "conv2d_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + FLAT_TEXTURE
+        + SUBGROUP_LOADS_TEXTURE + CONV2D_SUBGROUP_COMMON,
     "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4,
     "avg_pool2d",
     "max_pool2d",
@@ -63,10 +73,12 @@ kernels! {
     "rdm_store",
     "rdm_sketch" + ROWS_VEC4 + RDM_ROWS + RDM_SKETCH_COMMON,
     "rdm_sketch_scalar" + ROWS_SCALAR + RDM_ROWS + RDM_SKETCH_COMMON,
+    "rdm_sketch_texture" + FLAT_TEXTURE + ROWS_TEXTURE + RDM_ROWS + RDM_SKETCH_COMMON,
     "rdm_gram_tiled",
     "rdm_gram_subgroup",
     "stats_tap" + COMPENSATED + STATS_TAP_COMMON,
     "stats_tap_scalar" + COMPENSATED + STATS_TAP_COMMON,
+    "stats_tap_texture" + COMPENSATED + FLAT_TEXTURE + STATS_TAP_COMMON,
     "stats_fold" + COMPENSATED,
     "stats_fold_channels",
     "gather_channels",
@@ -190,7 +202,7 @@ mod tests {
     #[test]
     fn matmul_texture_width_matches_the_copies() {
         use crate::gpu::ops::TEXTURE_WIDTH;
-        let src = super::source("matmul_texture", false).unwrap();
+        let src = super::FLAT_TEXTURE;
         let mask = format!("const TEX_MASK: u32 = {}u;", TEXTURE_WIDTH - 1);
         let shift = format!(
             "const TEX_SHIFT: u32 = {}u;",
@@ -206,9 +218,11 @@ mod tests {
     #[test]
     fn conv2d_subgroup_block_matches_the_dispatch() {
         use crate::gpu::ops::conv::{SUBGROUP_CHANNELS, SUBGROUP_PIXELS};
-        assert_block(
-            "conv2d_subgroup",
-            [("PIXELS", SUBGROUP_PIXELS), ("CHANNELS", SUBGROUP_CHANNELS)],
-        );
+        for kernel in ["conv2d_subgroup", "conv2d_texture"] {
+            assert_block(
+                kernel,
+                [("PIXELS", SUBGROUP_PIXELS), ("CHANNELS", SUBGROUP_CHANNELS)],
+            );
+        }
     }
 }

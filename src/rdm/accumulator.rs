@@ -27,7 +27,8 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Plan, Step, Tensor, grid};
+use crate::gpu::ops::{MatmulVariant, TEXTURE_WIDTH};
+use crate::gpu::{Dispatch, Gpu, Plan, Resource, Step, Tensor, TextureCopy, grid};
 use crate::rdm::gram::{Gram, GramSource, GramStats};
 use crate::rdm::sketch::expected_error;
 
@@ -158,6 +159,9 @@ pub struct GramAccumulator {
     stats: Tensor,
     store: Vec<Chunk>,
     sketch_scratch: Option<Tensor>,
+    /// `rdm_sketch_texture` reads the batch from a texture copy (D % 4 == 0): where the
+    /// adapter's timing picked the matmul that reads textures (`set_texture_reads`).
+    texture_reads: bool,
 }
 
 #[repr(C)]
@@ -410,6 +414,7 @@ impl GramAccumulator {
             stats,
             store,
             sketch_scratch,
+            texture_reads: gpu.choices().matmul == MatmulVariant::Texture,
         };
         if let FlatMode::Sketch { .. } = mode {
             acc.init_sketch_ones(gpu)?;
@@ -446,6 +451,27 @@ impl GramAccumulator {
             _pad: 0,
         };
         let out = self.sketch_scratch.as_ref().expect("sketch mode");
+        if !ones
+            && self.texture_reads
+            && let Some(copy) = self.texture_copy(gpu, input)
+        {
+            let view = copy.dst.create_view(&Default::default());
+            let resources = [
+                Resource::Texture(&view),
+                Resource::Tensor(&self.cursor),
+                Resource::Tensor(&self.stats),
+                Resource::Tensor(out),
+            ];
+            return Dispatch::with_textures(
+                gpu,
+                "rdm_sketch_texture",
+                &[],
+                &params,
+                &resources,
+                grid(gpu, rows),
+                vec![copy],
+            );
+        }
         // The all-ones row reads no features: any input is bound, so the vec4 kernel serves.
         let kernel = if ones || self.dim.is_multiple_of(4) {
             "rdm_sketch"
@@ -460,6 +486,31 @@ impl GramAccumulator {
             &[input, &self.cursor, &self.stats, out],
             grid(gpu, rows),
         )
+    }
+
+    /// The copy of a batch ([batch, D], D % 4 == 0) into a scratch texture for
+    /// `rdm_sketch_texture`, or `None` (D % 4 != 0, or over the adapter's texture limits).
+    fn texture_copy(&self, gpu: &Gpu, input: &Tensor) -> Option<TextureCopy> {
+        if !self.dim.is_multiple_of(4) || input.offset % 16 != 0 {
+            return None;
+        }
+        let len = self.batch * self.dim;
+        let rows = u32::try_from((len / 4).div_ceil(TEXTURE_WIDTH as usize)).ok()?;
+        let format = wgpu::TextureFormat::Rgba32Float;
+        let dst = gpu.scratch_texture("sketched rows", format, TEXTURE_WIDTH, rows)?;
+        Some(TextureCopy {
+            src: input.window(0, &[len]),
+            dst,
+            width: TEXTURE_WIDTH,
+            texel_bytes: 16,
+        })
+    }
+
+    /// Read batches from a texture copy (`rdm_sketch_texture`) or not, whatever the adapter's
+    /// timing chose (tests run both; D % 4 != 0 always reads the buffer). Takes effect for
+    /// the steps recorded after it.
+    pub fn set_texture_reads(&mut self, on: bool) {
+        self.texture_reads = on;
     }
 
     pub fn mode(&self) -> FlatMode {

@@ -22,5 +22,5 @@ pub mod tap;
 pub mod totals;
 
 pub use spec::{LinearHistSpec, PosHistSpec, Predicate, StatsConfig};
-pub use tap::TapStats;
+pub use tap::{TapRead, TapStats};
 pub use totals::{Histogram, Moments, RawCounts, TapTotals};

@@ -14,7 +14,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Step, Tensor, grid};
+use crate::gpu::ops::{MatmulVariant, TEXTURE_WIDTH};
+use crate::gpu::{Dispatch, Gpu, Resource, Step, Tensor, TextureCopy, grid};
 use crate::model::TapInfo;
 use crate::stats::joint::{JointBins, LOG_WORDS};
 use crate::stats::spec::{Bin, StatsConfig, log_mantissa_thresholds};
@@ -97,6 +98,28 @@ struct FoldChannelsMeta {
     chunks: u32,
     positions: u32,
     classes: u32,
+}
+
+/// Where `stats_tap` reads the tap from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapRead {
+    /// The tap's storage buffer: `stats_tap` (vec4, C % 4 == 0) or `stats_tap_scalar`.
+    Buffer,
+    /// `stats_tap_texture`: a copy of the tap in a scratch texture, four channels per texel
+    /// (C % 4 == 0). Chosen where the adapter's timing picked the matmul that reads textures
+    /// (lavapipe from Mesa 22.3 fetches texels far faster than it loads from buffers).
+    Texture,
+}
+
+impl TapRead {
+    /// The read `TapStats::new` uses for C channels on `gpu`.
+    pub fn preferred(gpu: &Gpu, c: usize) -> TapRead {
+        if c.is_multiple_of(4) && gpu.choices().matmul == MatmulVariant::Texture {
+            TapRead::Texture
+        } else {
+            TapRead::Buffer
+        }
+    }
 }
 
 /// How the per-batch work and the buffers are laid out for one tap.
@@ -216,6 +239,19 @@ impl TapStats {
         config: &StatsConfig,
         groups: usize,
     ) -> Result<TapStats> {
+        let read = TapRead::preferred(gpu, tap.channels);
+        Self::with_read(gpu, tap, batch, config, groups, read)
+    }
+
+    /// `with_groups` with the tap's read chosen (tests); `TapRead::Texture` needs C % 4 == 0.
+    pub fn with_read(
+        gpu: &Gpu,
+        tap: &TapInfo,
+        batch: usize,
+        config: &StatsConfig,
+        groups: usize,
+        read: TapRead,
+    ) -> Result<TapStats> {
         config.validate()?;
         let op = format!("stats of tap '{}'", tap.name);
         let (p, c) = (tap.positions, tap.channels);
@@ -304,10 +340,16 @@ impl TapStats {
             config: config.clone(),
             joint,
             layout,
-            kernel: if c % 4 == 0 {
-                "stats_tap"
-            } else {
-                "stats_tap_scalar"
+            kernel: match read {
+                TapRead::Texture if c % 4 == 0 => "stats_tap_texture",
+                TapRead::Texture => {
+                    return Err(Error::shape(
+                        &op,
+                        format!("{c} channels cannot be read as four per texel"),
+                    ));
+                }
+                TapRead::Buffer if c % 4 == 0 => "stats_tap",
+                TapRead::Buffer => "stats_tap_scalar",
             },
             edges,
             state,
@@ -321,7 +363,8 @@ impl TapStats {
         })
     }
 
-    /// The kernel that reads the tap: `stats_tap` (vec4) or `stats_tap_scalar`.
+    /// The kernel that reads the tap: `stats_tap` (vec4), `stats_tap_texture` or
+    /// `stats_tap_scalar`.
     pub fn kernel(&self) -> &'static str {
         self.kernel
     }
@@ -393,6 +436,25 @@ impl TapStats {
     /// The dispatches of one batch, valid for every batch: they read the valid image count and
     /// labels that `set_batch` wrote, so a plan can record them once at the tap. `tap` holds
     /// the tap's [B, P, C] value when the steps run.
+    /// The copy of this batch's tap into a scratch texture for `stats_tap_texture`, or `None`
+    /// (buffer reads, or a tap over the adapter's texture limits).
+    fn texture_copy(&self, gpu: &Gpu, tap: &Tensor) -> Option<TextureCopy> {
+        if self.kernel != "stats_tap_texture" || tap.offset % 16 != 0 {
+            return None;
+        }
+        let len = self.batch * self.positions * self.channels;
+        let texels = len / 4;
+        let rows = u32::try_from(texels.div_ceil(TEXTURE_WIDTH as usize)).ok()?;
+        let format = wgpu::TextureFormat::Rgba32Float;
+        let dst = gpu.scratch_texture("statistics tap", format, TEXTURE_WIDTH, rows)?;
+        Some(TextureCopy {
+            src: tap.window(0, &[len]),
+            dst,
+            width: TEXTURE_WIDTH,
+            texel_bytes: 16,
+        })
+    }
+
     pub fn record(&self, gpu: &Gpu, tap: &Tensor) -> Result<Vec<Step>> {
         let op = format!("stats of tap '{}'", self.name);
         let (p, c, l) = (self.positions, self.channels, &self.layout);
@@ -447,23 +509,50 @@ impl TapStats {
         };
         let dummy = gpu.dummy();
         let hoyer = self.hoyer.as_ref().unwrap_or(&dummy);
-        let tap_pass = Dispatch::new(
-            gpu,
-            self.kernel,
-            &constants,
-            &meta,
-            &[
-                tap,
-                &self.batch_info,
-                &self.edges,
-                &self.state,
-                &self.partial,
-                &self.item_counts,
-                &self.item_sums,
-                hoyer,
-            ],
-            grid(gpu, l.groups),
-        )?;
+        let rest = [
+            &self.batch_info,
+            &self.edges,
+            &self.state,
+            &self.partial,
+            &self.item_counts,
+            &self.item_sums,
+            hoyer,
+        ];
+        let tap_pass = match self.texture_copy(gpu, tap) {
+            Some(copy) => {
+                let view = copy.dst.create_view(&Default::default());
+                let mut resources = vec![Resource::Texture(&view)];
+                resources.extend(rest.iter().map(|t| Resource::Tensor(t)));
+                Dispatch::with_textures(
+                    gpu,
+                    self.kernel,
+                    &constants,
+                    &meta,
+                    &resources,
+                    grid(gpu, l.groups),
+                    vec![copy],
+                )?
+            }
+            None => {
+                // Buffer reads; a texture read over the adapter's texture limits falls back
+                // to `stats_tap`, which takes the same C.
+                let kernel = if self.kernel == "stats_tap_texture" {
+                    "stats_tap"
+                } else {
+                    self.kernel
+                };
+                let mut tensors = vec![tap];
+                tensors.extend(rest);
+                Dispatch::new(
+                    gpu,
+                    kernel,
+                    &constants,
+                    &meta,
+                    &tensors,
+                    grid(gpu, l.groups),
+                )?
+            }
+        };
         let fold = Dispatch::new(
             gpu,
             "stats_fold",

@@ -267,15 +267,16 @@ fn conv2d_variants_match_reference_on_odd_geometries() {
         // Deep K (576) and more than one 64 x 64 tile in both directions.
         spec([2, 10, 9], [64, 72], [3, 3], 1, 1, 1, [1; 4]),
     ];
-    let mut subgroup_runs = 0;
+    let (mut subgroup_runs, mut texture_runs) = (0, 0);
     for ran in check_cases(&gpu, &mut rng, &cases, Storage::F32) {
         assert!(ran.contains(&ConvVariant::Tiled));
         subgroup_runs += ran.contains(&ConvVariant::Subgroup) as usize;
+        texture_runs += ran.contains(&ConvVariant::Texture) as usize;
     }
     if gpu.is_cpu() && gpu.has_subgroups() {
         assert!(
-            subgroup_runs >= 12,
-            "subgroup conv ran on {subgroup_runs} cases only"
+            subgroup_runs >= 12 && texture_runs == subgroup_runs,
+            "subgroup conv ran on {subgroup_runs} cases only, from textures on {texture_runs}"
         );
     }
 }

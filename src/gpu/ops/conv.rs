@@ -15,7 +15,8 @@
 //! rows = B * H * W; no kernel of its own.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::{Epilogue, check_len, matmul};
+use crate::gpu::ops::matmul::texture_dispatch;
+use crate::gpu::ops::{Epilogue, MatmulVariant, check_len, matmul};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// Output pixels and channels per workgroup of conv2d_subgroup (its `PIXELS` and `CHANNELS`; a
@@ -280,6 +281,10 @@ pub enum ConvVariant {
     /// for CPU adapters (lavapipe). Needs SUBGROUP with a subgroup size fixed at 8 and
     /// Cout / groups % 4 == 0.
     Subgroup,
+    /// `shaders/conv2d_texture.wgsl`: the subgroup kernel reading x and the weights from
+    /// textures that each launch first copies them into (as `MatmulVariant::Texture`); needs
+    /// what `Subgroup` needs, and runs `Subgroup` where a texture would exceed the limits.
+    Texture,
     /// `shaders/depthwise_conv2d.wgsl`: groups == Cin == Cout with C % 4 == 0.
     Depthwise,
     /// A 1x1, stride-1, unpadded, ungrouped convolution is `ops::matmul` over the B*H*W pixels
@@ -288,9 +293,10 @@ pub enum ConvVariant {
 }
 
 impl ConvVariant {
-    pub const ALL: [ConvVariant; 4] = [
+    pub const ALL: [ConvVariant; 5] = [
         ConvVariant::Tiled,
         ConvVariant::Subgroup,
+        ConvVariant::Texture,
         ConvVariant::Depthwise,
         ConvVariant::Matmul,
     ];
@@ -299,7 +305,7 @@ impl ConvVariant {
     pub fn unsupported(self, gpu: &Gpu, spec: &ConvSpec) -> Option<String> {
         match self {
             ConvVariant::Tiled => None,
-            ConvVariant::Subgroup => {
+            ConvVariant::Subgroup | ConvVariant::Texture => {
                 let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
                 let cout_g = spec.cout / spec.groups.max(1);
                 if !gpu.has_subgroups() {
@@ -348,21 +354,24 @@ impl ConvVariant {
 
 /// The variant `conv2d()` uses for `spec` on `gpu`: the depthwise kernel for depthwise
 /// convolutions with C % 4 == 0; the matmul (whichever variant the adapter's timing chose) for
-/// 1x1 stride-1 ungrouped ones; else the subgroup implicit GEMM where the subgroup matmul won
-/// the adapter's timing (CPU adapters: loads dominate there, GPU-NOTES.md), and the tiled
-/// kernel for the rest (real GPUs want workgroup-memory tiles; GL adapters lack subgroups).
+/// 1x1 stride-1 ungrouped ones; else the subgroup implicit GEMM where a subgroup matmul won
+/// the adapter's timing (CPU adapters: loads dominate there, GPU-NOTES.md), reading textures
+/// where the matmul from textures won, and the tiled kernel for the rest (real GPUs want
+/// workgroup-memory tiles; GL adapters lack subgroups).
 pub fn preferred_conv_variant(gpu: &Gpu, spec: &ConvSpec) -> ConvVariant {
     let can = |v: ConvVariant| v.unsupported(gpu, spec).is_none();
     // 1x1 convolutions on lavapipe, matmul_subgroup (40 x 64 blocks) vs conv2d_subgroup (8-pixel
     // blocks), benches/kernels.rs "1x1": 1.4-1.6x faster at ResNet-50 and EfficientNet-Lite0
     // shapes (256->64 28x28 6.8 vs 10.9 ms, 64->256 56x56 54.5 vs 76.7, 24->144 56x56 25.9 vs
     // 36.1, 1024->256 14x14 23.0 vs 37.1). Before the matmul's grid fix the conv kernel won.
-    let subgroup_family = gpu.choices().matmul.is_subgroup();
+    let matmul = gpu.choices().matmul;
     if can(ConvVariant::Depthwise) {
         ConvVariant::Depthwise
     } else if can(ConvVariant::Matmul) {
         ConvVariant::Matmul
-    } else if subgroup_family && can(ConvVariant::Subgroup) {
+    } else if matmul == MatmulVariant::Texture && can(ConvVariant::Texture) {
+        ConvVariant::Texture
+    } else if matmul.is_subgroup() && can(ConvVariant::Subgroup) {
         ConvVariant::Subgroup
     } else {
         ConvVariant::Tiled
@@ -492,6 +501,27 @@ pub fn conv2d_with(
         k: s.gemm_k() as u32,
     };
     let cout_g = s.cout / s.groups;
+    let subgroup_grid = || {
+        grid(
+            gpu,
+            s.groups * cout_g.div_ceil(SUBGROUP_CHANNELS) * m.div_ceil(SUBGROUP_PIXELS),
+        )
+    };
+    if variant == ConvVariant::Texture {
+        if let Some(d) = texture_dispatch(
+            gpu,
+            "conv2d_texture",
+            (x, x_len),
+            (weight, s.weight_len()),
+            out,
+            &epilogue,
+            &meta,
+            subgroup_grid(),
+        )? {
+            return Ok(d.with_flops(flops));
+        }
+        // Over the texture limits: the same kernel body from storage buffers (below).
+    }
     let (kernel, groups) = match variant {
         ConvVariant::Tiled => {
             // Tiles of one group folded into x/y, groups in z.
@@ -508,13 +538,7 @@ pub fn conv2d_with(
             }
             ("conv2d_tiled", [x, y, s.groups as u32])
         }
-        _ => (
-            "conv2d_subgroup",
-            grid(
-                gpu,
-                s.groups * cout_g.div_ceil(SUBGROUP_CHANNELS) * m.div_ceil(SUBGROUP_PIXELS),
-            ),
-        ),
+        _ => ("conv2d_subgroup", subgroup_grid()),
     };
     Ok(
         Dispatch::new(gpu, kernel, &epilogue.constants(), &meta, &tensors, groups)?

@@ -419,8 +419,16 @@ pub fn matmul_batched(
         };
         let b_len = (z - 1) * b_batch + k * n;
         if whole
-            && let Some(d) =
-                texture_dispatch(gpu, a, a_len, b, b_len, out, &epilogue, &meta, groups)?
+            && let Some(d) = texture_dispatch(
+                gpu,
+                MatmulVariant::Texture.kernel(),
+                (a, a_len),
+                (b, b_len),
+                out,
+                &epilogue,
+                &meta,
+                groups,
+            )?
         {
             return Ok(d.with_flops(2 * (z * m * n * k) as u64));
         }
@@ -501,17 +509,17 @@ pub fn matmul_batched(
     )
 }
 
-/// `matmul_texture`'s one launch, with the copies of A's first `a_len` elements and B's first
+/// One launch of `kernel` (`matmul_texture` or `conv2d_texture`: bindings 1 and 2 textures,
+/// 3..6 the epilogue's and out) with the copies of A's first `a_len` elements and B's first
 /// `b_len` into scratch textures (r32float, and rgba32float or rgba16float for f16 weights),
 /// or `None` when a texture would exceed the adapter's limits or a tensor's offset cannot
-/// start a copy (callers then run `matmul_subgroup`).
+/// start a copy (callers then run the kernel's storage-buffer twin).
 #[allow(clippy::too_many_arguments)]
-fn texture_dispatch<M: bytemuck::Pod>(
+pub(crate) fn texture_dispatch<M: bytemuck::Pod>(
     gpu: &Gpu,
-    a: &Tensor,
-    a_len: usize,
-    b: &Tensor,
-    b_len: usize,
+    kernel: &'static str,
+    (a, a_len): (&Tensor, usize),
+    (b, b_len): (&Tensor, usize),
     out: &Tensor,
     epilogue: &Epilogue,
     meta: &M,
@@ -565,7 +573,7 @@ fn texture_dispatch<M: bytemuck::Pod>(
     ];
     Dispatch::with_textures(
         gpu,
-        MatmulVariant::Texture.kernel(),
+        kernel,
         &epilogue.constants(),
         meta,
         &resources,
