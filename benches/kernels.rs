@@ -134,28 +134,60 @@ fn layernorm(c: &mut Criterion, gpu: &Gpu) {
     }
 }
 
+/// Activation-like values without a random-number crate: a GELU of a smooth pseudo-random
+/// wave (about half the entries near or below zero, a tail of large ones) or, `relu`, its
+/// positive part with exact zeros, as a CNN tap after ReLU. The statistics kernel is
+/// branch-free, but its histogram writes land where the values fall, so zeros would not do.
+fn activations(len: usize, relu: bool) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let t = i as f32 * 0.618_034;
+            let x = 2.0 * ((t * 12.9898).sin() * 43_758.547).fract() - 1.0 + 0.3 * (t * 0.01).cos();
+            let x = 2.5 * x;
+            if relu {
+                x.max(0.0)
+            } else {
+                0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh())
+            }
+        })
+        .collect()
+}
+
 fn stats(c: &mut Criterion, gpu: &Gpu) {
-    // Every default statistic of one ViT-B MLP hidden tap at batch 8: [8, 197, 3072].
-    let tap = TapInfo {
-        name: "blocks.0.mlp.act".into(),
-        kind: TapKind::Hidden,
-        depth: 0,
-        positions: 197,
-        channels: 3072,
-    };
+    // Every default statistic of one tap at batch 8: a ViT-B MLP hidden tap [8, 197, 3072]
+    // (GELU) and a ResNet-50 layer1 block output [8, 56 * 56, 256] (ReLU).
     let batch = 8;
-    let stats = TapStats::new(gpu, &tap, batch, &StatsConfig::default()).unwrap();
-    stats.set_batch(gpu, batch, None).unwrap();
-    let x = gpu.zeros("tap", &[batch, 197, 3072]).unwrap();
-    let plan = Plan {
-        steps: stats
-            .record(gpu, &x)
-            .unwrap()
-            .into_iter()
-            .collect::<Vec<Step>>(),
-    };
-    let elements = (batch * 197 * 3072) as u64;
-    bench_plan(c, "stats", "tap 8x197x3072", gpu, &plan, elements);
+    for (case, positions, channels, relu) in [
+        ("vit-b mlp 8x197x3072", 197, 3072, false),
+        ("resnet50 layer1 8x3136x256", 3136, 256, true),
+    ] {
+        let tap = TapInfo {
+            name: "tap".into(),
+            kind: TapKind::Hidden,
+            depth: 0,
+            positions,
+            channels,
+        };
+        let stats = TapStats::new(gpu, &tap, batch, &StatsConfig::default()).unwrap();
+        stats.set_batch(gpu, batch, None).unwrap();
+        let shape = [batch, positions, channels];
+        let x = gpu
+            .upload(
+                "tap",
+                &shape,
+                &activations(batch * positions * channels, relu),
+            )
+            .unwrap();
+        let plan = Plan {
+            steps: stats
+                .record(gpu, &x)
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<Step>>(),
+        };
+        let elements = (batch * positions * channels) as u64;
+        bench_plan(c, "stats", case, gpu, &plan, elements);
+    }
 }
 
 fn main() {
