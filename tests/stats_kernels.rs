@@ -62,7 +62,7 @@ fn run_gpu(
     if let Some(read) = read {
         let want = match read {
             TapRead::Texture => "stats_tap_texture",
-            TapRead::Buffer if c % 4 == 0 => "stats_tap",
+            TapRead::Buffer if c.is_multiple_of(4) => "stats_tap",
             TapRead::Buffer => "stats_tap_scalar",
         };
         assert_eq!(stats.kernel(), want);
@@ -377,7 +377,7 @@ fn check_case(
     );
     let want = reference_totals(&x, n, p, c, labels.as_deref(), &config).unwrap();
     // Every way of reading the tap: from its buffer, and (C % 4 == 0) from a texture copy.
-    let reads: &[TapRead] = if c % 4 == 0 {
+    let reads: &[TapRead] = if c.is_multiple_of(4) {
         &[TapRead::Buffer, TapRead::Texture]
     } else {
         &[TapRead::Buffer]

@@ -491,7 +491,7 @@ impl GramAccumulator {
     /// The copy of a batch ([batch, D], D % 4 == 0) into a scratch texture for
     /// `rdm_sketch_texture`, or `None` (D % 4 != 0, or over the adapter's texture limits).
     fn texture_copy(&self, gpu: &Gpu, input: &Tensor) -> Option<TextureCopy> {
-        if !self.dim.is_multiple_of(4) || input.offset % 16 != 0 {
+        if !self.dim.is_multiple_of(4) || !input.offset.is_multiple_of(16) {
             return None;
         }
         let len = self.batch * self.dim;

@@ -439,7 +439,7 @@ impl TapStats {
     /// The copy of this batch's tap into a scratch texture for `stats_tap_texture`, or `None`
     /// (buffer reads, or a tap over the adapter's texture limits).
     fn texture_copy(&self, gpu: &Gpu, tap: &Tensor) -> Option<TextureCopy> {
-        if self.kernel != "stats_tap_texture" || tap.offset % 16 != 0 {
+        if self.kernel != "stats_tap_texture" || !tap.offset.is_multiple_of(16) {
             return None;
         }
         let len = self.batch * self.positions * self.channels;

@@ -507,8 +507,10 @@ pub fn conv2d_with(
             s.groups * cout_g.div_ceil(SUBGROUP_CHANNELS) * m.div_ceil(SUBGROUP_PIXELS),
         )
     };
-    if variant == ConvVariant::Texture {
-        if let Some(d) = texture_dispatch(
+    // Over the texture limits, the texture variant runs the same kernel body from storage
+    // buffers (below).
+    if variant == ConvVariant::Texture
+        && let Some(d) = texture_dispatch(
             gpu,
             "conv2d_texture",
             (x, x_len),
@@ -517,10 +519,9 @@ pub fn conv2d_with(
             &epilogue,
             &meta,
             subgroup_grid(),
-        )? {
-            return Ok(d.with_flops(flops));
-        }
-        // Over the texture limits: the same kernel body from storage buffers (below).
+        )?
+    {
+        return Ok(d.with_flops(flops));
     }
     let (kernel, groups) = match variant {
         ConvVariant::Tiled => {
