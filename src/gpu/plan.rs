@@ -163,6 +163,34 @@ pub struct TextureCopy {
 }
 
 impl TextureCopy {
+    /// The copy of `src`'s first `len` elements, flat in rows of `ops::TEXTURE_WIDTH` texels of
+    /// `format` (`texel_bytes` each), into the scratch texture `purpose` (`Gpu::scratch_texture`);
+    /// `None` when it would exceed the adapter's texture limits or `src`'s offset cannot start
+    /// a copy (a whole number of texels).
+    pub fn to_scratch(
+        gpu: &Gpu,
+        purpose: &'static str,
+        src: &Tensor,
+        len: usize,
+        format: wgpu::TextureFormat,
+        texel_bytes: u32,
+    ) -> Option<TextureCopy> {
+        if !src.offset.is_multiple_of(texel_bytes as u64) {
+            return None;
+        }
+        let src = src.window(0, &[len]);
+        let width = crate::gpu::ops::TEXTURE_WIDTH;
+        let texels = src.bytes().div_ceil(texel_bytes as u64);
+        let rows = u32::try_from(texels.div_ceil(width as u64).max(1)).ok()?;
+        let dst = gpu.scratch_texture(purpose, format, width, rows)?;
+        Some(TextureCopy {
+            src,
+            dst,
+            width,
+            texel_bytes,
+        })
+    }
+
     /// Texels the tensor fills (its bytes over the texel size, rounded up).
     pub fn texels(&self) -> u64 {
         self.src.bytes().div_ceil(self.texel_bytes as u64)

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::{MatmulVariant, TEXTURE_WIDTH};
+use crate::gpu::ops::MatmulVariant;
 use crate::gpu::{Dispatch, Gpu, Plan, Resource, Step, Tensor, TextureCopy, grid};
 use crate::rdm::gram::{Gram, GramSource, GramStats};
 use crate::rdm::sketch::expected_error;
@@ -491,19 +491,12 @@ impl GramAccumulator {
     /// The copy of a batch ([batch, D], D % 4 == 0) into a scratch texture for
     /// `rdm_sketch_texture`, or `None` (D % 4 != 0, or over the adapter's texture limits).
     fn texture_copy(&self, gpu: &Gpu, input: &Tensor) -> Option<TextureCopy> {
-        if !self.dim.is_multiple_of(4) || !input.offset.is_multiple_of(16) {
+        if !self.dim.is_multiple_of(4) {
             return None;
         }
         let len = self.batch * self.dim;
-        let rows = u32::try_from((len / 4).div_ceil(TEXTURE_WIDTH as usize)).ok()?;
         let format = wgpu::TextureFormat::Rgba32Float;
-        let dst = gpu.scratch_texture("sketched rows", format, TEXTURE_WIDTH, rows)?;
-        Some(TextureCopy {
-            src: input.window(0, &[len]),
-            dst,
-            width: TEXTURE_WIDTH,
-            texel_bytes: 16,
-        })
+        TextureCopy::to_scratch(gpu, "sketched rows", input, len, format, 16)
     }
 
     /// Read batches from a texture copy (`rdm_sketch_texture`) or not, whatever the adapter's

@@ -13,8 +13,8 @@
 //! batches. The kernels' comments give the layout of every buffer.
 
 use crate::error::{Error, Result};
+use crate::gpu::ops::MatmulVariant;
 use crate::gpu::ops::check_len;
-use crate::gpu::ops::{MatmulVariant, TEXTURE_WIDTH};
 use crate::gpu::{Dispatch, Gpu, Resource, Step, Tensor, TextureCopy, grid};
 use crate::model::TapInfo;
 use crate::stats::joint::{JointBins, LOG_WORDS};
@@ -439,20 +439,12 @@ impl TapStats {
     /// The copy of this batch's tap into a scratch texture for `stats_tap_texture`, or `None`
     /// (buffer reads, or a tap over the adapter's texture limits).
     fn texture_copy(&self, gpu: &Gpu, tap: &Tensor) -> Option<TextureCopy> {
-        if self.kernel != "stats_tap_texture" || !tap.offset.is_multiple_of(16) {
+        if self.kernel != "stats_tap_texture" {
             return None;
         }
         let len = self.batch * self.positions * self.channels;
-        let texels = len / 4;
-        let rows = u32::try_from(texels.div_ceil(TEXTURE_WIDTH as usize)).ok()?;
         let format = wgpu::TextureFormat::Rgba32Float;
-        let dst = gpu.scratch_texture("statistics tap", format, TEXTURE_WIDTH, rows)?;
-        Some(TextureCopy {
-            src: tap.window(0, &[len]),
-            dst,
-            width: TEXTURE_WIDTH,
-            texel_bytes: 16,
-        })
+        TextureCopy::to_scratch(gpu, "statistics tap", tap, len, format, 16)
     }
 
     pub fn record(&self, gpu: &Gpu, tap: &Tensor) -> Result<Vec<Step>> {

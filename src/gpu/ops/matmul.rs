@@ -124,6 +124,20 @@ struct MatmulMeta {
     _pad: [u32; 2],
 }
 
+impl MatmulMeta {
+    fn new(m: usize, n: usize, k: usize, a_stride: usize, a_batch: usize, b_batch: usize) -> Self {
+        MatmulMeta {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a_stride: a_stride as u32,
+            a_batch: a_batch as u32,
+            b_batch: b_batch as u32,
+            _pad: [0; 2],
+        }
+    }
+}
+
 /// The kernels that compute a matmul; `matmul()` picks one per adapter, `matmul_with()` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -403,15 +417,7 @@ pub fn matmul_batched(
                 [x, y, z as u32]
             }
         };
-        let meta = MatmulMeta {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            a_stride: a_stride as u32,
-            a_batch: a_batch as u32,
-            b_batch: b_batch as u32,
-            _pad: [0; 2],
-        };
+        let meta = MatmulMeta::new(m, n, k, a_stride, a_batch, b_batch);
         let a_len = if m == 0 {
             0
         } else {
@@ -466,15 +472,7 @@ pub fn matmul_batched(
         } else {
             (a.clone(), out.clone(), epilogue.residual.cloned())
         };
-        let meta = MatmulMeta {
-            m: mc as u32,
-            n: n as u32,
-            k: k as u32,
-            a_stride: a_stride as u32,
-            a_batch: a_batch as u32,
-            b_batch: b_batch as u32,
-            _pad: [0; 2],
-        };
+        let meta = MatmulMeta::new(mc, n, k, a_stride, a_batch, b_batch);
         let groups = match variant {
             MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, z as u32],
             MatmulVariant::Subgroup | MatmulVariant::Texture => {
@@ -529,40 +527,16 @@ pub(crate) fn texture_dispatch<M: bytemuck::Pod>(
         Elem::F32 => (wgpu::TextureFormat::Rgba32Float, 16),
         Elem::F16 => (wgpu::TextureFormat::Rgba16Float, 8),
     };
-    if a.offset % 4 != 0 || b.offset % b_texel != 0 {
-        return Ok(None);
-    }
-    let width = TEXTURE_WIDTH as usize;
-    let rows = |texels: usize| u32::try_from(texels.div_ceil(width).max(1)).ok();
-    let (Some(a_rows), Some(b_rows)) = (rows(a_len), rows(b_len / 4)) else {
-        return Ok(None);
-    };
-    let r32 = wgpu::TextureFormat::R32Float;
-    let (Some(a_tex), Some(b_tex)) = (
-        gpu.scratch_texture("matmul A", r32, TEXTURE_WIDTH, a_rows),
-        gpu.scratch_texture("matmul B", b_format, TEXTURE_WIDTH, b_rows),
+    let (Some(a_copy), Some(b_copy)) = (
+        TextureCopy::to_scratch(gpu, "matmul A", a, a_len, wgpu::TextureFormat::R32Float, 4),
+        TextureCopy::to_scratch(gpu, "matmul B", b, b_len, b_format, b_texel),
     ) else {
         return Ok(None);
     };
-    let (a_view, b_view) = (
-        a_tex.create_view(&Default::default()),
-        b_tex.create_view(&Default::default()),
-    );
+    let a_view = a_copy.dst.create_view(&Default::default());
+    let b_view = b_copy.dst.create_view(&Default::default());
+    let copies = vec![a_copy, b_copy];
     let dummy = gpu.dummy();
-    let copies = vec![
-        TextureCopy {
-            src: a.window(0, &[a_len]),
-            dst: a_tex,
-            width: TEXTURE_WIDTH,
-            texel_bytes: 4,
-        },
-        TextureCopy {
-            src: b.window(0, &[b_len]),
-            dst: b_tex,
-            width: TEXTURE_WIDTH,
-            texel_bytes: b_texel as u32,
-        },
-    ];
     let resources = [
         Resource::Texture(&a_view),
         Resource::Texture(&b_view),
