@@ -4,13 +4,14 @@
 // a storage-buffer load (subgroup_loads_texture.wgsl). Everything else, bindings and grid
 // included, is in stats_tap_common.wgsl, prepended as a prelude.
 //
-// Binding 1: the tap [B, P, C] as an rgba32float texture.
+// Binding 1: the tap [B, P, C] as an rgba32float texture, bound as a read-only storage texture
+// (cheaper to load from on lavapipe than a sampled one: subgroup_loads_texture.wgsl).
 
-@group(0) @binding(1) var tap_tex: texture_2d<f32>;
+@group(0) @binding(1) var tap_tex: texture_storage_2d<rgba32float, read>;
 
 // Channels base..base+3 (base % 4 == 0 here, as C % 4 == 0); `valid` is 4 or the lane is idle.
 fn load4(base: u32, valid: u32) -> vec4<f32> {
-    return textureLoad(tap_tex, texel(base / 4u), 0);
+    return textureLoad(tap_tex, texel(base / 4u));
 }
 
 fn load1(i: u32) -> f32 {

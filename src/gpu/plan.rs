@@ -94,7 +94,9 @@ impl Dispatch {
         workgroups: [u32; 3],
         copies: Vec<TextureCopy>,
     ) -> Result<Dispatch> {
-        let pipeline = gpu.pipeline_of(kernel, constants, false)?;
+        // Only weights are ever f16; the weight texture's declared format follows them.
+        let f16_weights = copies.iter().any(|c| c.src.elem == Elem::F16);
+        let pipeline = gpu.pipeline_of(kernel, constants, f16_weights)?;
         let bytes = resources
             .iter()
             .map(|r| match r {

@@ -16,6 +16,8 @@
 //!
 //! Kernels that read weights declare their element type as `alias W = f32;` and convert each
 //! load to f32; with `--f16-weights` they are compiled with `W = f16` (`source(name, true)`).
+//! The texture kernels read weights from a storage texture whose declared format follows
+//! (`WEIGHT_TEXTURE`: rgba32float, rgba16float for f16 weights).
 
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
 const EPILOGUE_F32: &str = include_str!("../../shaders/epilogue_f32.wgsl");
@@ -89,37 +91,52 @@ kernels! {
 /// kernels): its weight bindings are `array<W>` or `array<vec4<W>>`, converted to f32 on load.
 const WEIGHT_ALIAS: &str = "alias W = f32;";
 
+/// The weight binding of the texture kernels (subgroup_loads_texture.wgsl), as written and as
+/// compiled for f16 weights: the texel format of a storage texture is part of its type.
+const WEIGHT_TEXTURE: [&str; 2] = [
+    "var b_tex: texture_storage_2d<rgba32float, read>;",
+    "var b_tex: texture_storage_2d<rgba16float, read>;",
+];
+
 /// The full WGSL source of kernel `name` (preludes first), with its weights read as f16 when
-/// `f16_weights` is set (`enable f16;` first and `W = f16`); the error says why not.
+/// `f16_weights` is set (`enable f16;` first and `W = f16`, or the f16 weight texture); the
+/// error says why not.
 pub fn source(name: &str, f16_weights: bool) -> Result<String, String> {
     let (_, preludes, body) = KERNELS
         .iter()
         .find(|(n, _, _)| *n == name)
         .ok_or("no shader of that name is registered")?;
-    let mut body = expand_repeats(body);
     let mut s = String::new();
     if f16_weights {
-        if !body.contains(WEIGHT_ALIAS) {
+        if !reads_weights(name) {
             return Err(format!(
-                "it cannot read f16 tensors (no '{WEIGHT_ALIAS}'): only weights may be f16"
+                "it cannot read f16 tensors (no '{WEIGHT_ALIAS}' nor '{}'): only weights may be \
+                 f16",
+                WEIGHT_TEXTURE[0]
             ));
         }
-        body = body.replacen(WEIGHT_ALIAS, "alias W = f16;", 1);
         s.push_str("enable f16;\n");
     }
     for p in *preludes {
         s.push_str(&expand_repeats(p));
         s.push('\n');
     }
-    s.push_str(&body);
+    s.push_str(&expand_repeats(body));
+    if f16_weights {
+        s = s
+            .replacen(WEIGHT_ALIAS, "alias W = f16;", 1)
+            .replacen(WEIGHT_TEXTURE[0], WEIGHT_TEXTURE[1], 1);
+    }
     Ok(s)
 }
 
-/// Whether kernel `name` can read f16 weights (it declares `alias W = f32;`).
+/// Whether kernel `name` can read f16 weights (it declares `alias W = f32;`, or its B texture).
 pub fn reads_weights(name: &str) -> bool {
-    KERNELS
-        .iter()
-        .any(|(n, _, body)| *n == name && body.contains(WEIGHT_ALIAS))
+    KERNELS.iter().any(|(n, preludes, body)| {
+        *n == name
+            && (body.contains(WEIGHT_ALIAS)
+                || preludes.iter().any(|p| p.contains(WEIGHT_TEXTURE[0])))
+    })
 }
 
 /// Expands the `//#repeat VAR COUNT` ... `//#end` blocks of a kernel (see the module docs).
