@@ -36,6 +36,7 @@ const CONV2D_SUBGROUP_COMMON: &str = include_str!("../../shaders/conv2d_subgroup
 const SUBGROUP_LOADS_BUFFER: &str = include_str!("../../shaders/subgroup_loads_buffer.wgsl");
 const SUBGROUP_LOADS_TEXTURE: &str = include_str!("../../shaders/subgroup_loads_texture.wgsl");
 const FLAT_TEXTURE: &str = include_str!("../../shaders/flat_texture.wgsl");
+const DEPTHWISE_COMMON: &str = include_str!("../../shaders/depthwise_conv2d_common.wgsl");
 
 macro_rules! kernels {
     ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
@@ -65,7 +66,8 @@ kernels! {
         + CONV2D_SUBGROUP_COMMON,
     "conv2d_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + FLAT_TEXTURE
         + SUBGROUP_LOADS_TEXTURE + CONV2D_SUBGROUP_COMMON,
-    "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4,
+    "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4 + DEPTHWISE_COMMON,
+    "depthwise_conv2d_texture" + EPILOGUE + EPILOGUE_VEC4 + FLAT_TEXTURE + DEPTHWISE_COMMON,
     "avg_pool2d",
     "max_pool2d",
     "global_avg_pool",
@@ -91,8 +93,8 @@ kernels! {
 /// kernels): its weight bindings are `array<W>` or `array<vec4<W>>`, converted to f32 on load.
 const WEIGHT_ALIAS: &str = "alias W = f32;";
 
-/// The weight binding of the texture kernels (subgroup_loads_texture.wgsl), as written and as
-/// compiled for f16 weights: the texel format of a storage texture is part of its type.
+/// The weight binding of the texture kernels (subgroup_loads_texture.wgsl,
+/// depthwise_conv2d_texture.wgsl), as written and as compiled for f16 weights: the texel format of a storage texture is part of its type.
 const WEIGHT_TEXTURE: [&str; 2] = [
     "var b_tex: texture_storage_2d<rgba32float, read>;",
     "var b_tex: texture_storage_2d<rgba16float, read>;",
@@ -123,19 +125,24 @@ pub fn source(name: &str, f16_weights: bool) -> Result<String, String> {
     }
     s.push_str(&expand_repeats(body));
     if f16_weights {
-        s = s
-            .replacen(WEIGHT_ALIAS, "alias W = f16;", 1)
-            .replacen(WEIGHT_TEXTURE[0], WEIGHT_TEXTURE[1], 1);
+        s = s.replacen(WEIGHT_ALIAS, "alias W = f16;", 1).replacen(
+            WEIGHT_TEXTURE[0],
+            WEIGHT_TEXTURE[1],
+            1,
+        );
     }
     Ok(s)
 }
 
-/// Whether kernel `name` can read f16 weights (it declares `alias W = f32;`, or its B texture).
+/// Whether kernel `name` can read f16 weights (it declares `alias W = f32;`, or the weight
+/// texture, in its file or a prelude).
 pub fn reads_weights(name: &str) -> bool {
     KERNELS.iter().any(|(n, preludes, body)| {
         *n == name
             && (body.contains(WEIGHT_ALIAS)
-                || preludes.iter().any(|p| p.contains(WEIGHT_TEXTURE[0])))
+                || std::iter::once(body)
+                    .chain(preludes.iter())
+                    .any(|p| p.contains(WEIGHT_TEXTURE[0])))
     })
 }
 

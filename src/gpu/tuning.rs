@@ -22,6 +22,16 @@ pub struct Choices {
     pub attention: AttentionVariant,
 }
 
+impl Choices {
+    /// Whether the kernels with a texture twin (the convolution, the statistics, the RDM
+    /// sketch) read their inputs from textures here: where the timing chose the matmul that
+    /// reads textures, the adapter loads from textures faster than from buffers (lavapipe
+    /// from Mesa 22.3), and the one timing decides for all of them.
+    pub fn reads_textures(&self) -> bool {
+        self.matmul == MatmulVariant::Texture
+    }
+}
+
 /// Where the choices came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {

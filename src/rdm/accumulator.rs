@@ -27,7 +27,6 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::MatmulVariant;
 use crate::gpu::{Dispatch, Gpu, Plan, Resource, Step, Tensor, TextureCopy, grid};
 use crate::rdm::gram::{Gram, GramSource, GramStats};
 use crate::rdm::sketch::expected_error;
@@ -414,7 +413,7 @@ impl GramAccumulator {
             stats,
             store,
             sketch_scratch,
-            texture_reads: gpu.choices().matmul == MatmulVariant::Texture,
+            texture_reads: gpu.choices().reads_textures(),
         };
         if let FlatMode::Sketch { .. } = mode {
             acc.init_sketch_ones(gpu)?;

@@ -13,7 +13,6 @@
 //! batches. The kernels' comments give the layout of every buffer.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::MatmulVariant;
 use crate::gpu::ops::check_len;
 use crate::gpu::{Dispatch, Gpu, Resource, Step, Tensor, TextureCopy, grid};
 use crate::model::TapInfo;
@@ -114,7 +113,7 @@ pub enum TapRead {
 impl TapRead {
     /// The read `TapStats::new` uses for C channels on `gpu`.
     pub fn preferred(gpu: &Gpu, c: usize) -> TapRead {
-        if c.is_multiple_of(4) && gpu.choices().matmul == MatmulVariant::Texture {
+        if c.is_multiple_of(4) && gpu.choices().reads_textures() {
             TapRead::Texture
         } else {
             TapRead::Buffer

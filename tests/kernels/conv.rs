@@ -176,6 +176,10 @@ fn check_conv(
             }
             .unwrap();
             assert_eq!(d.flops, spec.flops());
+            // The texture variants read textures here (small tensors, no fallback to buffers).
+            if let Some(v @ (ConvVariant::Texture | ConvVariant::DepthwiseTexture)) = variant {
+                assert!(d.kernel.ends_with("_texture"), "{v:?} ran {}", d.kernel);
+            }
             run(gpu, d);
             let got: Vec<f32> = gpu.read(&out).unwrap();
             let what = format!(
@@ -321,16 +325,27 @@ fn depthwise_conv2d_matches_reference() {
     let runs = check_cases(&gpu, &mut rng, &cases, Storage::F32);
     for (s, ran) in cases.iter().zip(runs) {
         let want_depthwise = s.cin % 4 == 0;
+        // Both depthwise kernels (storage buffers, textures) ran, and matched the reference.
+        for v in [ConvVariant::Depthwise, ConvVariant::DepthwiseTexture] {
+            assert_eq!(ran.contains(&v), want_depthwise, "{v:?} on {s:?}");
+        }
+        let preferred = conv::preferred_conv_variant(&gpu, s);
         assert_eq!(
-            ran.contains(&ConvVariant::Depthwise),
+            matches!(
+                preferred,
+                ConvVariant::Depthwise | ConvVariant::DepthwiseTexture
+            ),
             want_depthwise,
             "{s:?}"
         );
-        assert_eq!(
-            conv::preferred_conv_variant(&gpu, s) == ConvVariant::Depthwise,
-            want_depthwise,
-            "{s:?}"
-        );
+        // The texture kernel where the adapter's timing chose the matmul from textures.
+        if want_depthwise {
+            assert_eq!(
+                preferred == ConvVariant::DepthwiseTexture,
+                gpu.choices().reads_textures(),
+                "{s:?}"
+            );
+        }
     }
 }
 

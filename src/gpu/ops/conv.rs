@@ -15,8 +15,8 @@
 //! rows = B * H * W; no kernel of its own.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::matmul::texture_dispatch;
-use crate::gpu::ops::{Epilogue, MatmulVariant, check_len, matmul};
+use crate::gpu::ops::texture_launch::{ATexels, texture_dispatch};
+use crate::gpu::ops::{Epilogue, check_len, matmul};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// Output pixels and channels per workgroup of conv2d_subgroup (its `PIXELS` and `CHANNELS`; a
@@ -287,17 +287,22 @@ pub enum ConvVariant {
     Texture,
     /// `shaders/depthwise_conv2d.wgsl`: groups == Cin == Cout with C % 4 == 0.
     Depthwise,
+    /// `shaders/depthwise_conv2d_texture.wgsl`: the depthwise kernel reading x and the weights
+    /// from textures that each launch first copies them into (as `Texture`); needs what
+    /// `Depthwise` needs, and runs `Depthwise` where a texture would exceed the limits.
+    DepthwiseTexture,
     /// A 1x1, stride-1, unpadded, ungrouped convolution is `ops::matmul` over the B*H*W pixels
     /// (which picks its own kernel per adapter).
     Matmul,
 }
 
 impl ConvVariant {
-    pub const ALL: [ConvVariant; 5] = [
+    pub const ALL: [ConvVariant; 6] = [
         ConvVariant::Tiled,
         ConvVariant::Subgroup,
         ConvVariant::Texture,
         ConvVariant::Depthwise,
+        ConvVariant::DepthwiseTexture,
         ConvVariant::Matmul,
     ];
 
@@ -324,7 +329,7 @@ impl ConvVariant {
                     None
                 }
             }
-            ConvVariant::Depthwise => {
+            ConvVariant::Depthwise | ConvVariant::DepthwiseTexture => {
                 if !spec.is_depthwise() {
                     Some(format!(
                         "not depthwise: groups = {}, Cin = {}, Cout = {}",
@@ -353,7 +358,8 @@ impl ConvVariant {
 }
 
 /// The variant `conv2d()` uses for `spec` on `gpu`: the depthwise kernel for depthwise
-/// convolutions with C % 4 == 0; the matmul (whichever variant the adapter's timing chose) for
+/// convolutions with C % 4 == 0 (reading textures where the matmul from textures won the
+/// adapter's timing); the matmul (whichever variant the adapter's timing chose) for
 /// 1x1 stride-1 ungrouped ones; else the subgroup implicit GEMM where a subgroup matmul won
 /// the adapter's timing (CPU adapters: loads dominate there, GPU-NOTES.md), reading textures
 /// where the matmul from textures won, and the tiled kernel for the rest (real GPUs want
@@ -364,14 +370,18 @@ pub fn preferred_conv_variant(gpu: &Gpu, spec: &ConvSpec) -> ConvVariant {
     // blocks), benches/kernels.rs "1x1": 1.4-1.6x faster at ResNet-50 and EfficientNet-Lite0
     // shapes (256->64 28x28 6.8 vs 10.9 ms, 64->256 56x56 54.5 vs 76.7, 24->144 56x56 25.9 vs
     // 36.1, 1024->256 14x14 23.0 vs 37.1). Before the matmul's grid fix the conv kernel won.
-    let matmul = gpu.choices().matmul;
+    let choices = gpu.choices();
     if can(ConvVariant::Depthwise) {
-        ConvVariant::Depthwise
+        if choices.reads_textures() {
+            ConvVariant::DepthwiseTexture
+        } else {
+            ConvVariant::Depthwise
+        }
     } else if can(ConvVariant::Matmul) {
         ConvVariant::Matmul
-    } else if matmul == MatmulVariant::Texture && can(ConvVariant::Texture) {
+    } else if choices.reads_textures() && can(ConvVariant::Texture) {
         ConvVariant::Texture
-    } else if matmul.is_subgroup() && can(ConvVariant::Subgroup) {
+    } else if choices.matmul.is_subgroup() && can(ConvVariant::Subgroup) {
         ConvVariant::Subgroup
     } else {
         ConvVariant::Tiled
@@ -456,7 +466,10 @@ pub fn conv2d_with(
         out,
     ];
     let [pad_top, _, pad_left, _] = s.pads;
-    if variant == ConvVariant::Depthwise {
+    if matches!(
+        variant,
+        ConvVariant::Depthwise | ConvVariant::DepthwiseTexture
+    ) {
         let meta = DepthwiseMeta {
             batch: s.batch as u32,
             height: s.height as u32,
@@ -477,10 +490,26 @@ pub fn conv2d_with(
         let mut constants = epilogue.constants().to_vec();
         let unit_step = s.stride == 1 && s.dilation == 1;
         constants.push(("UNIT_STEP", unit_step as u8 as f64));
-        return Ok(
-            Dispatch::new(gpu, "depthwise_conv2d", &constants, &meta, &tensors, groups)?
-                .with_flops(flops),
-        );
+        // Over the texture limits, the texture variant runs the same body from storage buffers.
+        let from_textures = match variant {
+            ConvVariant::DepthwiseTexture => texture_dispatch(
+                gpu,
+                "depthwise_conv2d_texture",
+                &constants,
+                (x, x_len, ATexels::Vec4),
+                (weight, s.weight_len()),
+                out,
+                &epilogue,
+                &meta,
+                groups,
+            )?,
+            _ => None,
+        };
+        let d = match from_textures {
+            Some(d) => d,
+            None => Dispatch::new(gpu, "depthwise_conv2d", &constants, &meta, &tensors, groups)?,
+        };
+        return Ok(d.with_flops(flops));
     }
     let meta = ConvMeta {
         batch: s.batch as u32,
@@ -513,7 +542,8 @@ pub fn conv2d_with(
         && let Some(d) = texture_dispatch(
             gpu,
             "conv2d_texture",
-            (x, x_len),
+            &epilogue.constants(),
+            (x, x_len, ATexels::Scalar),
             (weight, s.weight_len()),
             out,
             &epilogue,

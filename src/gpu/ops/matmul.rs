@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
-use crate::gpu::{Dispatch, Elem, Gpu, Resource, Tensor, TextureCopy, grid};
+use crate::gpu::ops::texture_launch::{ATexels, texture_dispatch};
+use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// Output rows and columns per workgroup of matmul_subgroup (its `ROWS` and `COLS`; a unit test
 /// checks they agree).
@@ -409,49 +410,32 @@ pub fn matmul_batched(
         std::iter::once(0..m).collect()
     };
     let whole = chunks.len() == 1;
-    if variant == MatmulVariant::Texture {
-        let groups = match n.div_ceil(SUBGROUP_COLS) * m.div_ceil(SUBGROUP_ROWS) {
-            0 => [0, 1, 1],
-            count => {
-                let [x, y, _] = grid(gpu, count);
-                [x, y, z as u32]
-            }
-        };
-        let meta = MatmulMeta::new(m, n, k, a_stride, a_batch, b_batch);
+    let variant = if variant == MatmulVariant::Texture {
         let a_len = if m == 0 {
             0
         } else {
             (z - 1) * a_batch + (m - 1) * a_stride + k
         };
-        let b_len = (z - 1) * b_batch + k * n;
         if whole
             && let Some(d) = texture_dispatch(
                 gpu,
                 MatmulVariant::Texture.kernel(),
-                (a, a_len),
-                (b, b_len),
+                &epilogue.constants(),
+                (a, a_len, ATexels::Scalar),
+                (b, (z - 1) * b_batch + k * n),
                 out,
                 &epilogue,
-                &meta,
-                groups,
+                &MatmulMeta::new(m, n, k, a_stride, a_batch, b_batch),
+                subgroup_grid(gpu, m, n, z),
             )?
         {
             return Ok(d.with_flops(2 * (z * m * n * k) as u64));
         }
         // Too large for one launch from textures: the same kernel body from storage buffers.
-        return matmul_batched(
-            gpu,
-            MatmulVariant::Subgroup,
-            a,
-            a_stride,
-            b,
-            (k, n),
-            out,
-            m,
-            epilogue,
-            batch,
-        );
-    }
+        MatmulVariant::Subgroup
+    } else {
+        variant
+    };
     let mut launches = Vec::with_capacity(chunks.len());
     for rows in chunks {
         let mc = rows.len();
@@ -475,15 +459,7 @@ pub fn matmul_batched(
         let meta = MatmulMeta::new(mc, n, k, a_stride, a_batch, b_batch);
         let groups = match variant {
             MatmulVariant::Tiled => [n.div_ceil(64) as u32, mc.div_ceil(64) as u32, z as u32],
-            MatmulVariant::Subgroup | MatmulVariant::Texture => {
-                let count = n.div_ceil(SUBGROUP_COLS) * mc.div_ceil(SUBGROUP_ROWS);
-                if count == 0 {
-                    [0, 1, 1]
-                } else {
-                    let [x, y, _] = grid(gpu, count);
-                    [x, y, z as u32]
-                }
-            }
+            MatmulVariant::Subgroup | MatmulVariant::Texture => subgroup_grid(gpu, mc, n, z),
         };
         launches.push((meta, a_win, out_win, res_win, groups));
     }
@@ -507,52 +483,13 @@ pub fn matmul_batched(
     )
 }
 
-/// One launch of `kernel` (`matmul_texture` or `conv2d_texture`: bindings 1 and 2 textures,
-/// 3..6 the epilogue's and out) with the copies of A's first `a_len` elements and B's first
-/// `b_len` into scratch textures (r32float, and rgba32float or rgba16float for f16 weights),
-/// or `None` when a texture would exceed the adapter's limits or a tensor's offset cannot
-/// start a copy (callers then run the kernel's storage-buffer twin).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn texture_dispatch<M: bytemuck::Pod>(
-    gpu: &Gpu,
-    kernel: &'static str,
-    (a, a_len): (&Tensor, usize),
-    (b, b_len): (&Tensor, usize),
-    out: &Tensor,
-    epilogue: &Epilogue,
-    meta: &M,
-    groups: [u32; 3],
-) -> Result<Option<Dispatch>> {
-    let (b_format, b_texel) = match b.elem {
-        Elem::F32 => (wgpu::TextureFormat::Rgba32Float, 16),
-        Elem::F16 => (wgpu::TextureFormat::Rgba16Float, 8),
-    };
-    let (Some(a_copy), Some(b_copy)) = (
-        TextureCopy::to_scratch(gpu, "matmul A", a, a_len, wgpu::TextureFormat::R32Float, 4),
-        TextureCopy::to_scratch(gpu, "matmul B", b, b_len, b_format, b_texel),
-    ) else {
-        return Ok(None);
-    };
-    let a_view = a_copy.dst.create_view(&Default::default());
-    let b_view = b_copy.dst.create_view(&Default::default());
-    let copies = vec![a_copy, b_copy];
-    let dummy = gpu.dummy();
-    let resources = [
-        Resource::Texture(&a_view),
-        Resource::Texture(&b_view),
-        Resource::Tensor(epilogue.bias.unwrap_or(&dummy)),
-        Resource::Tensor(epilogue.scale.unwrap_or(&dummy)),
-        Resource::Tensor(epilogue.residual.unwrap_or(&dummy)),
-        Resource::Tensor(out),
-    ];
-    Dispatch::with_textures(
-        gpu,
-        kernel,
-        &epilogue.constants(),
-        meta,
-        &resources,
-        groups,
-        copies,
-    )
-    .map(Some)
+/// The grid of the subgroup kernels' 40 x 64 blocks over M x N, times `z` batch items.
+fn subgroup_grid(gpu: &Gpu, m: usize, n: usize, z: usize) -> [u32; 3] {
+    match n.div_ceil(SUBGROUP_COLS) * m.div_ceil(SUBGROUP_ROWS) {
+        0 => [0, 1, 1],
+        count => {
+            let [x, y, _] = grid(gpu, count);
+            [x, y, z as u32]
+        }
+    }
 }

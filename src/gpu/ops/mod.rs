@@ -9,6 +9,7 @@ mod matmul;
 pub mod pool;
 pub mod probe;
 pub mod split;
+mod texture_launch;
 mod vit;
 
 pub use attention::{Attention, AttentionVariant, attention};
