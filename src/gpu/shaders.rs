@@ -58,6 +58,7 @@ kernels! {
     "attention",
     "attention_heads",
     "attention_softmax",
+    "attention_softmax_texture" + FLAT_TEXTURE,
     "attention_merge",
     "patch_im2col",
     "vit_tokens",

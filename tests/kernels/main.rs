@@ -170,15 +170,37 @@ fn attention_matches_reference() {
             .unwrap();
         let out = gpu.zeros("out", &[batch, tokens, width]).unwrap();
         let want = attention_reference(&qkv, batch, tokens, heads, dh);
-        for variant in ops::AttentionVariant::ALL {
+        // The matmul path with each matmul kernel (its softmax reads a texture copy of the
+        // scores exactly where the products use the matmul from textures).
+        let runs = ops::MatmulVariant::ALL
+            .map(|m| (ops::AttentionVariant::Matmul, m))
+            .into_iter()
+            .chain([(ops::AttentionVariant::Fused, ops::MatmulVariant::Tiled)]);
+        for (variant, matmul) in runs {
             gpu.write(&out, &vec![f32::NAN; batch * tokens * width]);
-            let att = ops::Attention::new(&gpu, variant, batch, tokens, heads, dh).unwrap();
+            let att = ops::Attention::with_matmul(&gpu, variant, matmul, batch, tokens, heads, dh)
+                .unwrap();
+            let dispatches = att.dispatches(&gpu, &tq, &out).unwrap();
+            if variant == ops::AttentionVariant::Matmul {
+                let texture_softmax = matmul == ops::MatmulVariant::Texture;
+                assert!(
+                    dispatches.iter().any(|d| d.kernel
+                        == if texture_softmax {
+                            "attention_softmax_texture"
+                        } else {
+                            "attention_softmax"
+                        }),
+                    "{matmul:?}: softmax kernel"
+                );
+            }
             let mut plan = Plan::default();
-            plan.push_all(att.dispatches(&gpu, &tq, &out).unwrap());
+            plan.push_all(dispatches);
             plan.run(&gpu).unwrap();
             let got: Vec<f32> = gpu.read(&out).unwrap();
             assert_close(
-                &format!("attention {variant:?} b={batch} t={tokens} h={heads} dh={dh}"),
+                &format!(
+                    "attention {variant:?} ({matmul:?}) b={batch} t={tokens} h={heads} dh={dh}"
+                ),
                 &got,
                 &want,
                 1e-5,

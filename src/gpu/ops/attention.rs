@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::ops::matmul::{Batch, Epilogue, MatmulVariant, matmul_batched, runnable};
 use crate::gpu::ops::split::{RowWindow, row_chunks};
-use crate::gpu::{Dispatch, Gpu, Tensor, grid};
+use crate::gpu::{Dispatch, Gpu, Resource, Tensor, TextureCopy, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -226,6 +226,40 @@ impl Attention {
         self.variant
     }
 
+    /// The row softmax of the scores `s` [Z, T, Tp], in place. Where the products run the
+    /// matmul that reads textures, so does the softmax (`attention_softmax_texture` reads a
+    /// texture copy of the scores); else, and over the texture limits, `attention_softmax`.
+    fn softmax(&self, gpu: &Gpu, s: &Tensor) -> Result<Dispatch> {
+        let (z, t, tp) = (self.batch * self.heads, self.tokens, self.padded);
+        let meta = SoftmaxMeta {
+            rows: (z * t) as u32,
+            tokens: t as u32,
+            padded: tp as u32,
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+        };
+        let groups = grid(gpu, (z * t).div_ceil(64));
+        let copy = (self.matmul == MatmulVariant::Texture)
+            .then(|| {
+                let format = wgpu::TextureFormat::Rgba32Float;
+                TextureCopy::to_scratch(gpu, "attention scores", s, z * t * tp, format, 16)
+            })
+            .flatten();
+        let Some(copy) = copy else {
+            return Dispatch::new(gpu, "attention_softmax", &[], &meta, &[s], groups);
+        };
+        let view = copy.dst.create_view(&Default::default());
+        let resources = [Resource::Tensor(s), Resource::Texture(&view)];
+        Dispatch::with_textures(
+            gpu,
+            "attention_softmax_texture",
+            &[],
+            &meta,
+            &resources,
+            groups,
+            vec![copy],
+        )
+    }
+
     /// The kernels of one layer: `out[B, T, H*dh]` = softmax(q k^T / sqrt(dh)) v per head,
     /// from `qkv` [B, T, 3, H, dh].
     pub fn dispatches(&self, gpu: &Gpu, qkv: &Tensor, out: &Tensor) -> Result<Vec<Dispatch>> {
@@ -272,19 +306,7 @@ impl Attention {
         };
         // Scores q k^T [T, Tp] per head; the scale is applied inside the softmax.
         let scores = products(&sc.q, t * dh, &sc.kt, (dh, tp), &sc.s)?;
-        let softmax = Dispatch::new(
-            gpu,
-            "attention_softmax",
-            &[],
-            &SoftmaxMeta {
-                rows: (z * t) as u32,
-                tokens: t as u32,
-                padded: tp as u32,
-                scale: 1.0 / (dh as f32).sqrt(),
-            },
-            &[&sc.s],
-            grid(gpu, (z * t).div_ceil(64)),
-        )?;
+        let softmax = self.softmax(gpu, &sc.s)?;
         // p v [T, dh] per head (the padded keys' values are zero).
         let weighted = products(&sc.s, t * tp, &sc.v, (tp, dh), &sc.o)?;
         let total = b * t * h * dh;
