@@ -717,13 +717,19 @@ fn run(cli: Cli) -> Result<()> {
                 if r.kernels.is_empty() {
                     println!("(no per-kernel times: the adapter has no timestamp queries)");
                 } else {
+                    // As wide as the longest kernel name (at least 24), so columns line up.
+                    let w = r
+                        .kernels
+                        .iter()
+                        .map(|k| k.kernel.len())
+                        .fold(24, usize::max);
                     println!(
-                        "  {:24} {:>6} {:>10} {:>7} {:>9} {:>8}",
+                        "  {:w$} {:>6} {:>10} {:>7} {:>9} {:>8}",
                         "kernel", "calls", "ms/batch", "share", "GFLOP/s", "GB/s"
                     );
                     for k in &r.kernels {
                         println!(
-                            "  {:24} {:>6} {:>10.2} {:>6.1}% {:>9.1} {:>8.1}",
+                            "  {:w$} {:>6} {:>10.2} {:>6.1}% {:>9.1} {:>8.1}",
                             k.kernel,
                             k.dispatches,
                             1e3 * k.seconds,
