@@ -166,17 +166,18 @@ pub struct TextureCopy {
 
 impl TextureCopy {
     /// The copy of `src`'s first `len` elements, flat in rows of `ops::TEXTURE_WIDTH` texels of
-    /// `format` (`texel_bytes` each), into the scratch texture `purpose` (`Gpu::scratch_texture`);
-    /// `None` when it would exceed the adapter's texture limits or `src`'s offset cannot start
-    /// a copy (a whole number of texels).
+    /// `format`, into the scratch texture `purpose` (`Gpu::scratch_texture`); `None` when it
+    /// would exceed the adapter's texture limits or `src`'s offset cannot start a copy (a
+    /// whole number of texels).
     pub fn to_scratch(
         gpu: &Gpu,
         purpose: &'static str,
         src: &Tensor,
         len: usize,
         format: wgpu::TextureFormat,
-        texel_bytes: u32,
     ) -> Option<TextureCopy> {
+        // Some for every uncompressed colour format, the only kind kernels read.
+        let texel_bytes = format.block_copy_size(None)?;
         if !src.offset.is_multiple_of(texel_bytes as u64) {
             return None;
         }

@@ -495,7 +495,7 @@ impl GramAccumulator {
         }
         let len = self.batch * self.dim;
         let format = wgpu::TextureFormat::Rgba32Float;
-        TextureCopy::to_scratch(gpu, "sketched rows", input, len, format, 16)
+        TextureCopy::to_scratch(gpu, "sketched rows", input, len, format)
     }
 
     /// Read batches from a texture copy (`rdm_sketch_texture`) or not, whatever the adapter's

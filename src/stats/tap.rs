@@ -432,9 +432,6 @@ impl TapStats {
         Ok(())
     }
 
-    /// The dispatches of one batch, valid for every batch: they read the valid image count and
-    /// labels that `set_batch` wrote, so a plan can record them once at the tap. `tap` holds
-    /// the tap's [B, P, C] value when the steps run.
     /// The copy of this batch's tap into a scratch texture for `stats_tap_texture`, or `None`
     /// (buffer reads, or a tap over the adapter's texture limits).
     fn texture_copy(&self, gpu: &Gpu, tap: &Tensor) -> Option<TextureCopy> {
@@ -443,9 +440,12 @@ impl TapStats {
         }
         let len = self.batch * self.positions * self.channels;
         let format = wgpu::TextureFormat::Rgba32Float;
-        TextureCopy::to_scratch(gpu, "statistics tap", tap, len, format, 16)
+        TextureCopy::to_scratch(gpu, "statistics tap", tap, len, format)
     }
 
+    /// The dispatches of one batch, valid for every batch: they read the valid image count and
+    /// labels that `set_batch` wrote, so a plan can record them once at the tap. `tap` holds
+    /// the tap's [B, P, C] value when the steps run.
     pub fn record(&self, gpu: &Gpu, tap: &Tensor) -> Result<Vec<Step>> {
         let op = format!("stats of tap '{}'", self.name);
         let (p, c, l) = (self.positions, self.channels, &self.layout);

@@ -241,7 +241,7 @@ impl Attention {
         let copy = (self.matmul == MatmulVariant::Texture)
             .then(|| {
                 let format = wgpu::TextureFormat::Rgba32Float;
-                TextureCopy::to_scratch(gpu, "attention scores", s, z * t * tp, format, 16)
+                TextureCopy::to_scratch(gpu, "attention scores", s, z * t * tp, format)
             })
             .flatten();
         let Some(copy) = copy else {

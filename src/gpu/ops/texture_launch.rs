@@ -34,17 +34,17 @@ pub(crate) fn texture_dispatch<M: bytemuck::Pod>(
     meta: &M,
     groups: [u32; 3],
 ) -> Result<Option<Dispatch>> {
-    let (b_format, b_texel) = match b.elem {
-        Elem::F32 => (wgpu::TextureFormat::Rgba32Float, 16),
-        Elem::F16 => (wgpu::TextureFormat::Rgba16Float, 8),
+    let b_format = match b.elem {
+        Elem::F32 => wgpu::TextureFormat::Rgba32Float,
+        Elem::F16 => wgpu::TextureFormat::Rgba16Float,
     };
-    let (a_format, a_texel) = match a_texels {
-        ATexels::Scalar => (wgpu::TextureFormat::R32Float, 4),
-        ATexels::Vec4 => (wgpu::TextureFormat::Rgba32Float, 16),
+    let a_format = match a_texels {
+        ATexels::Scalar => wgpu::TextureFormat::R32Float,
+        ATexels::Vec4 => wgpu::TextureFormat::Rgba32Float,
     };
     let (Some(a_copy), Some(b_copy)) = (
-        TextureCopy::to_scratch(gpu, "texture kernel A", a, a_len, a_format, a_texel),
-        TextureCopy::to_scratch(gpu, "texture kernel B", b, b_len, b_format, b_texel),
+        TextureCopy::to_scratch(gpu, "texture kernel A", a, a_len, a_format),
+        TextureCopy::to_scratch(gpu, "texture kernel B", b, b_len, b_format),
     ) else {
         return Ok(None);
     };
