@@ -1,16 +1,19 @@
 // rdm_rows: what rdm_rowstats and rdm_sketch share. Each walks one image's flat feature row x
-// [D] per workgroup of WG = 256 invocations, through `load4` / `load1` (rows_vec4.wgsl or
-// rows_scalar.wgsl), and needs a shift `a` close to the row's mean and the centred sums
+// [D] per workgroup of WG invocations (the including kernel's constant: 256 for rdm_rowstats,
+// 8 for rdm_sketch), through `load4` / `load1` (rows_vec4.wgsl, rows_scalar.wgsl or
+// rows_texture.wgsl), and needs a shift `a` close to the row's mean and the centred sums
 // t = sum(x - a), u = sum((x - a)^2): the RDM finalisation (src/rdm/gram.rs, `GramStats`)
 // centres with `a` and corrects exactly with t, so `a` only has to be close to the mean (it
 // keeps u, and the products of shifted rows, free of the cancellation a large common offset
 // would cause). `a` is the mean of min(D, 256) entries spaced evenly over the row.
-// Accuracy of t and u: each invocation sums its entries per vec4 component in f32 runs of 64,
-// added to running totals; the workgroup adds the 256 totals pairwise, so the rounding error
-// is about (sqrt(64) + sqrt(D / 65536) + 10) ulp of the sum of |terms|.
+// Accuracy of t and u (rdm_rowstats): each invocation sums its entries per vec4 component in
+// f32 runs of 64, added to running totals; the workgroup adds the 256 totals pairwise, so the
+// rounding error is about (sqrt(64) + sqrt(D / 65536) + 10) ulp of the sum of |terms|.
+// (rdm_sketch sums per block first: see rdm_sketch_common.wgsl.)
 
-const WG: u32 = 256u;
 const RUN: u32 = 64u;
+// Entries the shift `a` averages (fewer when D is smaller).
+const SHIFT_SAMPLES: u32 = 256u;
 var<workgroup> partial: array<vec2<f32>, WG>;
 
 // The sum over the workgroup of every invocation's `v` (all invocations must call it).
@@ -28,9 +31,11 @@ fn reduce2(lane: u32, v: vec2<f32>) -> vec2<f32> {
 
 // The shift of the row of D entries starting at `base` (all invocations must call it).
 fn row_shift(lane: u32, base: u32, d: u32) -> f32 {
-    let samples = min(d, WG);
+    let samples = min(d, SHIFT_SAMPLES);
     var s = 0.0;
-    if (lane < samples) { s = load1(base + lane * (d / samples)); }
+    for (var i = lane; i < samples; i += WG) {
+        s += load1(base + i * (d / samples));
+    }
     return reduce2(lane, vec2<f32>(s, 0.0)).x / f32(samples);
 }
 

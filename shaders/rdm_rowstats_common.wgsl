@@ -9,6 +9,8 @@
 // invocations; invocation l reads quads l, l + 256, ... of the row, and lanes < D % 4 one of the
 // last entries. Loop iterations per invocation: ceil(D / 1024).
 
+const WG: u32 = 256u;
+
 struct Params { d: u32, rows: u32, capacity: u32, _pad: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;

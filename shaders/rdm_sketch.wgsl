@@ -1,7 +1,7 @@
 // rdm_sketch: the count sketch of each valid batch row for D % 4 == 0, the row read as vec4.
 // Everything else is in the preludes rows_vec4.wgsl and rdm_sketch_common.wgsl.
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rdm_sketch(@builtin(local_invocation_index) lane: u32,
               @builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {

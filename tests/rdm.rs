@@ -300,9 +300,16 @@ fn streamed_rdms_are_exact_symmetric_and_complete() {
 fn sketch_mode_matches_cpu_projection() {
     let gpu = gpu();
     // D = 300 with k = 96: three full blocks and a partial one; D = 301 also leaves the rows
-    // unaligned for vec4 loads (the scalar kernels).
-    for d in [300usize, 301] {
-        let (n, k, seed) = (19, 96, 0xDEAD_BEEF_1234_5678u64);
+    // unaligned for vec4 loads (the scalar kernels). k = 1096 takes the kernel's bucket quads
+    // in two passes (256 + 18 of 274), and D = 76,728 = 70 k + 8 makes more blocks than one
+    // run of sums (64) and a partial last block; k = 1024 is the default's one full pass.
+    for (d, k) in [
+        (300usize, 96usize),
+        (301, 96),
+        (76_728, 1096),
+        (20_000, 1024),
+    ] {
+        let (n, seed) = (19, 0xDEAD_BEEF_1234_5678u64);
         let x = features(n, d, 7);
         let mut raw = vec![0.0f32; n * k];
         let mut centred = vec![0.0f32; n * k];

@@ -135,6 +135,27 @@ fn split_floats(variant: GramVariant) -> usize {
     }
 }
 
+/// Bucket quads each invocation of rdm_sketch owns per pass over the row (its pipeline constant
+/// QPL): the smallest of 8, 16 and 32 that covers the k / 4 quads with its 8 invocations, else
+/// 32 and several passes.
+fn sketch_quads_per_lane(k: usize) -> usize {
+    match (k / 4).div_ceil(8) {
+        0..=8 => 8,
+        9..=16 => 16,
+        _ => 32,
+    }
+}
+
+/// Loop iterations of one rdm_sketch invocation for rows of `dim` features and a k-dimensional
+/// sketch (see rdm_sketch_common.wgsl): per pass one per block, QPL + 1 per run of 64 blocks
+/// and 2 QPL to clear and store the quads; then the shift's 32 samples and the reductions.
+fn sketch_iterations(dim: usize, k: usize) -> usize {
+    let qpl = sketch_quads_per_lane(k);
+    let passes = (k / 4).div_ceil(8 * qpl);
+    let blocks = dim.div_ceil(k);
+    passes * (blocks + blocks.div_ceil(64) * (qpl + 1) + 2 * qpl) + 64
+}
+
 /// Split-K parts of a row of `width` floats.
 fn splits(variant: GramVariant, width: usize) -> usize {
     width.div_ceil(split_floats(variant)).max(1)
@@ -362,14 +383,14 @@ impl GramAccumulator {
                 dim as u64,
             ));
         }
-        // rdm_sketch: ceil(k / 1024) bucket quads per invocation, each one iteration per block.
         if let FlatMode::Sketch { dim: k, .. } = mode
-            && k.div_ceil(1024) * (dim.div_ceil(k) + 1) + 16 > LOOP_BUDGET
+            && sketch_iterations(dim, k) > LOOP_BUDGET
         {
             return Err(Error::Usage(format!(
-                "flat features of {dim} values need a sketch dimension of at least {} \
-                 (one loop iteration per {k} values is limited to {LOOP_BUDGET})",
-                dim.div_ceil(LOOP_BUDGET).next_multiple_of(4)
+                "{OP}: flat features of {dim} values per image take rdm_sketch {} loop \
+                 iterations per invocation, over the {LOOP_BUDGET} that every adapter runs \
+                 (llvmpipe ends longer loops silently); tap a narrower layer or a smaller input",
+                sketch_iterations(dim, k)
             )));
         }
         // The store kernel puts 256 columns per workgroup along x.
@@ -450,6 +471,7 @@ impl GramAccumulator {
             _pad: 0,
         };
         let out = self.sketch_scratch.as_ref().expect("sketch mode");
+        let constants = [("QPL", sketch_quads_per_lane(k) as f64)];
         if !ones
             && self.texture_reads
             && let Some(copy) = self.texture_copy(gpu, input)
@@ -464,7 +486,7 @@ impl GramAccumulator {
             return Dispatch::with_textures(
                 gpu,
                 "rdm_sketch_texture",
-                &[],
+                &constants,
                 &params,
                 &resources,
                 grid(gpu, rows),
@@ -480,7 +502,7 @@ impl GramAccumulator {
         Dispatch::new(
             gpu,
             kernel,
-            &[],
+            &constants,
             &params,
             &[input, &self.cursor, &self.stats, out],
             grid(gpu, rows),
