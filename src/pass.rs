@@ -4,7 +4,7 @@
 //! it against the forward plan alone.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Plan, Step};
+use crate::gpu::{Gpu, Plan, Step, drop_repeated_copies};
 use crate::model::{Forward, Network, TapInfo};
 use crate::rdm::{FlatMode, GramAccumulator};
 use crate::stats::{StatsConfig, TapStats};
@@ -137,6 +137,8 @@ impl StatsPass {
                 let tensor = &self.forward.tensors[i];
                 let mut steps = self.stats[k].record(gpu, tensor)?;
                 steps.extend(self.grams[k].steps(gpu, tensor)?);
+                // The statistics and the sketch read the same texture copy of the tap.
+                drop_repeated_copies(&mut steps);
                 steps.push(Step::Copy {
                     src: self.stats[k].pooled().clone(),
                     dst: self.pooled_buffers[k].clone(),

@@ -11,12 +11,14 @@ mod support;
 
 use std::path::Path;
 
-use sparsescope::gpu::Gpu;
+use sparsescope::gpu::{Gpu, Plan, Step, drop_repeated_copies};
+use sparsescope::model::{TapInfo, TapKind};
 use sparsescope::npy::read_npy;
 use sparsescope::rdm::{
     FlatMode, Gram, GramAccumulator, GramSource, GramVariant, Measure, Rdm, plan_flat_modes,
     sketch_bucket, sketch_sign, stream_rdms,
 };
+use sparsescope::stats::{StatsConfig, TapRead, TapStats};
 use support::{Rng, gpu};
 
 /// Structured features like a tap's (a few shared factors, ReLU, per-image offsets), with a
@@ -468,4 +470,76 @@ fn budget_planning_prefers_exact_for_small_taps() {
     assert!(matches!(modes[3], FlatMode::Sketch { dim: 256, .. }));
     let all = plan_flat_modes(u64::MAX, cap, batch, &dims, k, 0);
     assert!(all.iter().all(|m| *m == FlatMode::Exact));
+}
+
+/// A tap's statistics and its sketch read one texture copy of the tap: `drop_repeated_copies`
+/// keeps the statistics' copy and drops the sketch's. Over three batches of different values
+/// the shared steps must give the sketch's Gram and the statistics bit for bit as steps with a
+/// copy each do (a dropped copy that left stale texels, or the wrong one dropped, would not).
+#[test]
+fn tap_statistics_and_sketch_share_one_texture_copy() {
+    let gpu = gpu();
+    let (n, p, c, batch) = (12, 30, 16, 4);
+    let d = p * c;
+    let x = features(n, d, 11);
+    let info = TapInfo {
+        name: "tap".into(),
+        kind: TapKind::Hidden,
+        depth: 0,
+        positions: p,
+        channels: c,
+    };
+    let config = StatsConfig::default();
+    let mode = FlatMode::Sketch { dim: 96, seed: 5 };
+    let new_stats =
+        || TapStats::with_read(&gpu, &info, batch, &config, 3, TapRead::Texture).unwrap();
+    let new_sketch = || {
+        let mut acc = GramAccumulator::new(&gpu, mode, d, n, batch).unwrap();
+        acc.set_texture_reads(true);
+        acc
+    };
+    let (shared_stats, mut shared_sketch) = (new_stats(), new_sketch());
+    let (own_stats, mut own_sketch) = (new_stats(), new_sketch());
+    let tap = gpu.zeros("tap", &[batch, p, c]).unwrap();
+    for start in (0..n).step_by(batch) {
+        gpu.write(&tap, &x[start * d..(start + batch) * d]);
+        let mut shared = shared_stats.steps(&gpu, &tap, batch, None).unwrap();
+        shared_sketch.begin_batch(&gpu, batch).unwrap();
+        shared.extend(shared_sketch.steps(&gpu, &tap).unwrap());
+        drop_repeated_copies(&mut shared);
+        let copying: Vec<&str> = shared
+            .iter()
+            .filter_map(|s| match s {
+                Step::Kernel(k) if k.has_copies() => Some(k.kernel),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(copying, ["stats_tap_texture"], "kernels that copy the tap");
+        let sketched = shared
+            .iter()
+            .any(|s| matches!(s, Step::Kernel(k) if k.kernel == "rdm_sketch_texture"));
+        assert!(sketched, "the sketch reads the texture");
+        Plan { steps: shared }.run(&gpu).unwrap();
+
+        let mut own = own_stats.steps(&gpu, &tap, batch, None).unwrap();
+        own_sketch.begin_batch(&gpu, batch).unwrap();
+        own.extend(own_sketch.steps(&gpu, &tap).unwrap());
+        Plan { steps: own }.run(&gpu).unwrap();
+    }
+    assert_eq!(
+        shared_stats.finish(&gpu).unwrap(),
+        own_stats.finish(&gpu).unwrap(),
+        "statistics"
+    );
+    let (a, b) = (
+        shared_sketch.finish(&gpu).unwrap(),
+        own_sketch.finish(&gpu).unwrap(),
+    );
+    for m in Measure::ALL {
+        let (ga, gb) = (a.rdm(m).upper(), b.rdm(m).upper());
+        assert!(
+            ga.iter().zip(&gb).all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{m:?} RDM of the shared copy differs"
+        );
+    }
 }

@@ -194,6 +194,16 @@ impl TextureCopy {
         })
     }
 
+    /// Whether this copy writes what `other` wrote: the same window of the same buffer, laid
+    /// out the same way, into the same texture.
+    pub fn repeats(&self, other: &TextureCopy) -> bool {
+        self.dst == other.dst
+            && self.src.buffer == other.src.buffer
+            && self.src.offset == other.src.offset
+            && self.src.bytes() == other.src.bytes()
+            && (self.width, self.texel_bytes) == (other.width, other.texel_bytes)
+    }
+
     /// Texels the tensor fills (its bytes over the texel size, rounded up).
     pub fn texels(&self) -> u64 {
         self.src.bytes().div_ceil(self.texel_bytes as u64)
@@ -236,6 +246,35 @@ impl TextureCopy {
         }
         if tail > 0 {
             copy(encoder, self.src.offset + full * row_bytes, full, tail, 1);
+        }
+    }
+}
+
+/// Scratch texture purpose of the flat texture copies of a tap that its statistics
+/// (`stats_tap_texture`) and its sketch (`rdm_sketch_texture`) read: the same copy, so
+/// `drop_repeated_copies` keeps one of the two.
+pub const TAP_TEXTURE: &str = "tap";
+
+/// Drop every texture copy that repeats the copy last made into the same texture
+/// (`TextureCopy::repeats`). Only for steps that write none of their copies' sources, such as a
+/// tap's hooks (statistics and sketch read the tap and write buffers of their own): there the
+/// repeated copy would write what the texture already holds.
+pub fn drop_repeated_copies(steps: &mut [Step]) {
+    let mut last: Vec<TextureCopy> = Vec::new();
+    for step in steps {
+        if let Step::Kernel(d) = step {
+            d.copies
+                .retain(|c| match last.iter_mut().find(|l| l.dst == c.dst) {
+                    Some(l) if c.repeats(l) => false,
+                    Some(l) => {
+                        *l = c.clone();
+                        true
+                    }
+                    None => {
+                        last.push(c.clone());
+                        true
+                    }
+                });
         }
     }
 }

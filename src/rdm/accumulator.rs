@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Plan, Resource, Step, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, Plan, Resource, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
 use crate::rdm::gram::{Gram, GramSource, GramStats};
 use crate::rdm::sketch::expected_error;
 
@@ -517,7 +517,7 @@ impl GramAccumulator {
         }
         let len = self.batch * self.dim;
         let format = wgpu::TextureFormat::Rgba32Float;
-        TextureCopy::to_scratch(gpu, "sketched rows", input, len, format)
+        TextureCopy::to_scratch(gpu, TAP_TEXTURE, input, len, format)
     }
 
     /// Read batches from a texture copy (`rdm_sketch_texture`) or not, whatever the adapter's

@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Resource, Step, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, Resource, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
 use crate::model::TapInfo;
 use crate::stats::joint::{JointBins, LOG_WORDS};
 use crate::stats::spec::{Bin, StatsConfig, log_mantissa_thresholds};
@@ -440,7 +440,7 @@ impl TapStats {
         }
         let len = self.batch * self.positions * self.channels;
         let format = wgpu::TextureFormat::Rgba32Float;
-        TextureCopy::to_scratch(gpu, "statistics tap", tap, len, format)
+        TextureCopy::to_scratch(gpu, TAP_TEXTURE, tap, len, format)
     }
 
     /// The dispatches of one batch, valid for every batch: they read the valid image count and
