@@ -117,6 +117,9 @@ struct Chunk {
     rows: usize,
 }
 
+/// Columns of a row one rdm_store workgroup copies (its WG * SPAN).
+const STORE_COLUMNS: usize = 64 * 64;
+
 /// Bytes of each of a block's two buffers (its store rows and its inner products), at most.
 const BLOCK_BYTES: u64 = 4 << 20;
 
@@ -393,12 +396,11 @@ impl GramAccumulator {
                 sketch_iterations(dim, k)
             )));
         }
-        // The store kernel puts 256 columns per workgroup along x.
         let max_wg = gpu.limits.max_compute_workgroups_per_dimension as usize;
-        if width.div_ceil(256) > max_wg || batch > max_wg {
+        if width.div_ceil(STORE_COLUMNS) > max_wg || batch > max_wg {
             return Err(too_big(
                 "the copy grid",
-                width.div_ceil(256).max(batch) as u64,
+                width.div_ceil(STORE_COLUMNS).max(batch) as u64,
             ));
         }
         let store_ranges = row_chunks(rows, width, limit)
@@ -669,7 +671,7 @@ impl GramAccumulator {
 
     /// Append the batch's rows to the store.
     fn store_steps(&self, gpu: &Gpu, rows_src: &Tensor) -> Result<Vec<Step>> {
-        let wgs_w = self.width.div_ceil(256) as u32;
+        let wgs_w = self.width.div_ceil(STORE_COLUMNS) as u32;
         self.store
             .iter()
             .map(|chunk| {
