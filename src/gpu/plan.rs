@@ -119,6 +119,33 @@ impl Dispatch {
         })
     }
 
+    /// `with_textures` for a kernel that reads one texture, filled by `copy`: its binding
+    /// `at` (counted from binding 1) is the texture, the others `tensors` in order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_texture_copy<M: bytemuck::Pod>(
+        gpu: &Gpu,
+        kernel: &'static str,
+        constants: &[(&str, f64)],
+        meta: &M,
+        copy: TextureCopy,
+        at: usize,
+        tensors: &[&Tensor],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let view = copy.dst.create_view(&Default::default());
+        let mut resources: Vec<Resource> = tensors.iter().map(|t| Resource::Tensor(t)).collect();
+        resources.insert(at, Resource::Texture(&view));
+        Self::with_textures(
+            gpu,
+            kernel,
+            constants,
+            meta,
+            &resources,
+            workgroups,
+            vec![copy],
+        )
+    }
+
     /// Encode the copies into the textures this dispatch reads (outside any compute pass).
     pub fn encode_copies(&self, encoder: &mut wgpu::CommandEncoder) {
         for c in &self.copies {

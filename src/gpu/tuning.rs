@@ -28,7 +28,7 @@ impl Choices {
     /// reads textures, the adapter loads from textures faster than from buffers (lavapipe
     /// from Mesa 22.3), and the one timing decides for all of them.
     pub fn reads_textures(&self) -> bool {
-        self.matmul == MatmulVariant::Texture
+        self.matmul.reads_textures()
     }
 }
 

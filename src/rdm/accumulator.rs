@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Plan, Resource, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, Plan, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
 use crate::rdm::gram::{Gram, GramSource, GramStats};
 use crate::rdm::sketch::expected_error;
 
@@ -478,21 +478,15 @@ impl GramAccumulator {
             && self.texture_reads
             && let Some(copy) = self.texture_copy(gpu, input)
         {
-            let view = copy.dst.create_view(&Default::default());
-            let resources = [
-                Resource::Texture(&view),
-                Resource::Tensor(&self.cursor),
-                Resource::Tensor(&self.stats),
-                Resource::Tensor(out),
-            ];
-            return Dispatch::with_textures(
+            return Dispatch::with_texture_copy(
                 gpu,
                 "rdm_sketch_texture",
                 &constants,
                 &params,
-                &resources,
+                copy,
+                0,
+                &[&self.cursor, &self.stats, out],
                 grid(gpu, rows),
-                vec![copy],
             );
         }
         // The all-ones row reads no features: any input is bound, so the vec4 kernel serves.

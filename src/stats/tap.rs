@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Resource, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
 use crate::model::TapInfo;
 use crate::stats::joint::{JointBins, LOG_WORDS};
 use crate::stats::spec::{Bin, StatsConfig, log_mantissa_thresholds};
@@ -146,7 +146,7 @@ pub struct TapStats {
     config: StatsConfig,
     joint: JointBins,
     layout: Layout,
-    kernel: &'static str,
+    read: TapRead,
     edges: Tensor,
     state: Tensor,
     channel_state: Tensor,
@@ -257,6 +257,12 @@ impl TapStats {
         if batch == 0 || p == 0 || c == 0 {
             return Err(Error::shape(&op, format!("empty tap [{batch}, {p}, {c}]")));
         }
+        if read == TapRead::Texture && !c.is_multiple_of(4) {
+            return Err(Error::shape(
+                &op,
+                format!("{c} channels cannot be read as four per texel"),
+            ));
+        }
         // Kernels index with u32, and every per-batch counter is a u32: a batch must hold
         // fewer than 2^32 entries. (A binding of f32 is below 2^32 bytes anyway.)
         let entries = batch as u64 * p as u64 * c as u64;
@@ -339,17 +345,7 @@ impl TapStats {
             config: config.clone(),
             joint,
             layout,
-            kernel: match read {
-                TapRead::Texture if c % 4 == 0 => "stats_tap_texture",
-                TapRead::Texture => {
-                    return Err(Error::shape(
-                        &op,
-                        format!("{c} channels cannot be read as four per texel"),
-                    ));
-                }
-                TapRead::Buffer if c % 4 == 0 => "stats_tap",
-                TapRead::Buffer => "stats_tap_scalar",
-            },
+            read,
             edges,
             state,
             channel_state,
@@ -365,7 +361,20 @@ impl TapStats {
     /// The kernel that reads the tap: `stats_tap` (vec4), `stats_tap_texture` or
     /// `stats_tap_scalar`.
     pub fn kernel(&self) -> &'static str {
-        self.kernel
+        match self.read {
+            TapRead::Texture => "stats_tap_texture",
+            TapRead::Buffer => self.buffer_kernel(),
+        }
+    }
+
+    /// The kernel that reads the tap from its buffer: `stats_tap` (vec4, C % 4 == 0) or
+    /// `stats_tap_scalar`; also where a texture read falls back over the texture limits.
+    fn buffer_kernel(&self) -> &'static str {
+        if self.channels.is_multiple_of(4) {
+            "stats_tap"
+        } else {
+            "stats_tap_scalar"
+        }
     }
 
     pub fn groups(&self) -> usize {
@@ -435,7 +444,7 @@ impl TapStats {
     /// The copy of this batch's tap into a scratch texture for `stats_tap_texture`, or `None`
     /// (buffer reads, or a tap over the adapter's texture limits).
     fn texture_copy(&self, gpu: &Gpu, tap: &Tensor) -> Option<TextureCopy> {
-        if self.kernel != "stats_tap_texture" {
+        if self.read != TapRead::Texture {
             return None;
         }
         let len = self.batch * self.positions * self.channels;
@@ -510,33 +519,24 @@ impl TapStats {
             hoyer,
         ];
         let tap_pass = match self.texture_copy(gpu, tap) {
-            Some(copy) => {
-                let view = copy.dst.create_view(&Default::default());
-                let mut resources = vec![Resource::Texture(&view)];
-                resources.extend(rest.iter().map(|t| Resource::Tensor(t)));
-                Dispatch::with_textures(
-                    gpu,
-                    self.kernel,
-                    &constants,
-                    &meta,
-                    &resources,
-                    grid(gpu, l.groups),
-                    vec![copy],
-                )?
-            }
+            Some(copy) => Dispatch::with_texture_copy(
+                gpu,
+                "stats_tap_texture",
+                &constants,
+                &meta,
+                copy,
+                0,
+                &rest,
+                grid(gpu, l.groups),
+            )?,
             None => {
-                // Buffer reads; a texture read over the adapter's texture limits falls back
-                // to `stats_tap`, which takes the same C.
-                let kernel = if self.kernel == "stats_tap_texture" {
-                    "stats_tap"
-                } else {
-                    self.kernel
-                };
+                // Buffer reads, also where a texture read is over the adapter's texture
+                // limits.
                 let mut tensors = vec![tap];
                 tensors.extend(rest);
                 Dispatch::new(
                     gpu,
-                    kernel,
+                    self.buffer_kernel(),
                     &constants,
                     &meta,
                     &tensors,

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::ops::matmul::{Batch, Epilogue, MatmulVariant, matmul_batched, runnable};
 use crate::gpu::ops::split::{RowWindow, row_chunks};
-use crate::gpu::{Dispatch, Gpu, Resource, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, Tensor, TextureCopy, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -238,7 +238,9 @@ impl Attention {
             scale: 1.0 / (self.head_dim as f32).sqrt(),
         };
         let groups = grid(gpu, (z * t).div_ceil(64));
-        let copy = (self.matmul == MatmulVariant::Texture)
+        let copy = self
+            .matmul
+            .reads_textures()
             .then(|| {
                 let format = wgpu::TextureFormat::Rgba32Float;
                 TextureCopy::to_scratch(gpu, "attention scores", s, z * t * tp, format)
@@ -247,16 +249,15 @@ impl Attention {
         let Some(copy) = copy else {
             return Dispatch::new(gpu, "attention_softmax", &[], &meta, &[s], groups);
         };
-        let view = copy.dst.create_view(&Default::default());
-        let resources = [Resource::Tensor(s), Resource::Texture(&view)];
-        Dispatch::with_textures(
+        Dispatch::with_texture_copy(
             gpu,
             "attention_softmax_texture",
             &[],
             &meta,
-            &resources,
+            copy,
+            1,
+            &[s],
             groups,
-            vec![copy],
         )
     }
 

@@ -170,6 +170,13 @@ impl MatmulVariant {
         }
     }
 
+    /// Whether the variant reads its inputs from texture copies (`Texture`). Where the timing
+    /// chose it, the kernels with a texture twin read textures too
+    /// (`tuning::Choices::reads_textures`, `Attention`'s softmax).
+    pub fn reads_textures(self) -> bool {
+        self == MatmulVariant::Texture
+    }
+
     /// Whether the variant runs the subgroup kernel's 40 x 64 blocks (`Subgroup`, `Texture`).
     pub fn is_subgroup(self) -> bool {
         matches!(self, MatmulVariant::Subgroup | MatmulVariant::Texture)
