@@ -150,13 +150,14 @@ fn sketch_quads_per_lane(k: usize) -> usize {
 }
 
 /// Loop iterations of one rdm_sketch invocation for rows of `dim` features and a k-dimensional
-/// sketch (see rdm_sketch_common.wgsl): per pass one per block, QPL + 1 per run of 64 blocks
-/// and 2 QPL to clear and store the quads; then the shift's 32 samples and the reductions.
+/// sketch (see rdm_sketch_common.wgsl): per pass one for the pass, one per block, QPL + 1 per
+/// run of 64 blocks and 2 QPL to clear and store the quads; then the shift's 32 samples and
+/// the two reductions' 3 each, rounded up to 64.
 fn sketch_iterations(dim: usize, k: usize) -> usize {
     let qpl = sketch_quads_per_lane(k);
     let passes = (k / 4).div_ceil(8 * qpl);
     let blocks = dim.div_ceil(k);
-    passes * (blocks + blocks.div_ceil(64) * (qpl + 1) + 2 * qpl) + 64
+    passes * (1 + blocks + blocks.div_ceil(64) * (qpl + 1) + 2 * qpl) + 64
 }
 
 /// Split-K parts of a row of `width` floats.
@@ -1042,4 +1043,32 @@ pub fn plan_flat_modes(
         }
     }
     modes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sketch_loop_count() {
+        // k = 96: 24 quads, 3 per invocation, so QPL 8 and one pass; D = 300: 4 blocks, one run.
+        assert_eq!(sketch_quads_per_lane(96), 8);
+        assert_eq!(sketch_iterations(300, 96), 1 + 4 + 9 + 16 + 64);
+        // The default k = 1024: 256 quads, QPL 32 in one pass; 784 blocks (a ResNet-50 layer1
+        // tap), 13 runs.
+        assert_eq!(sketch_quads_per_lane(1024), 32);
+        assert_eq!(
+            sketch_iterations(802_816, 1024),
+            1 + 784 + 13 * 33 + 64 + 64
+        );
+        // k = 1096: 274 quads take two passes of 256.
+        assert_eq!(
+            sketch_iterations(76_728, 1096),
+            2 * (1 + 71 + 2 * 33 + 64) + 64
+        );
+        // About 1.5 iterations per block of 1024: the default sketch walks rows of up to about
+        // 40 million features within the budget.
+        assert!(sketch_iterations(40_000_000, 1024) < LOOP_BUDGET);
+        assert!(sketch_iterations(41_000_000, 1024) > LOOP_BUDGET);
+    }
 }
