@@ -270,6 +270,11 @@ fn conv2d_variants_match_reference_on_odd_geometries() {
         spec([2, 9, 7], [12, 12], [3, 3], 2, 1, 12, [1; 4]),
         // Deep K (576) and more than one 64 x 64 tile in both directions.
         spec([2, 10, 9], [64, 72], [3, 3], 1, 1, 1, [1; 4]),
+        // Kernel rows read as runs (cin < 8, one group, no dilation: ops::conv::row_taps, as the
+        // stems above and the asymmetric padding with 6 channels): one channel, 5 taps a row;
+        // 7 channels, 21 elements a row, the last block past K.
+        spec([1, 9, 10], [1, 16], [5, 5], 1, 1, 1, [2; 4]),
+        spec([2, 6, 7], [7, 12], [3, 3], 2, 1, 1, [1; 4]),
     ];
     let (mut subgroup_runs, mut texture_runs) = (0, 0);
     for ran in check_cases(&gpu, &mut rng, &cases, Storage::F32) {

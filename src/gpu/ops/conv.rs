@@ -536,13 +536,17 @@ pub fn conv2d_with(
             s.groups * cout_g.div_ceil(SUBGROUP_CHANNELS) * m.div_ceil(SUBGROUP_PIXELS),
         )
     };
+    // The subgroup body's pipeline constants: the epilogue's, and whether it reads kernel rows
+    // as runs (row_taps).
+    let mut subgroup_constants = epilogue.constants().to_vec();
+    subgroup_constants.push(("ROW_TAPS", row_taps(s) as u8 as f64));
     // Over the texture limits, the texture variant runs the same kernel body from storage
     // buffers (below).
     if variant == ConvVariant::Texture
         && let Some(d) = texture_dispatch(
             gpu,
             "conv2d_texture",
-            &epilogue.constants(),
+            &subgroup_constants,
             (x, x_len, ATexels::Scalar),
             (weight, s.weight_len()),
             out,
@@ -569,12 +573,30 @@ pub fn conv2d_with(
             }
             ("conv2d_tiled", [x, y, s.groups as u32])
         }
-        _ => ("conv2d_subgroup", subgroup_grid()),
+        _ => {
+            let d = Dispatch::new(
+                gpu,
+                "conv2d_subgroup",
+                &subgroup_constants,
+                &meta,
+                &tensors,
+                subgroup_grid(),
+            )?;
+            return Ok(d.with_flops(flops));
+        }
     };
     Ok(
         Dispatch::new(gpu, kernel, &epilogue.constants(), &meta, &tensors, groups)?
             .with_flops(flops),
     )
+}
+
+/// Whether the subgroup convolution body reads each kernel row as one run of kw * cin
+/// consecutive elements (its ROW_TAPS, see conv2d_subgroup_common.wgsl): one group and no
+/// dilation, so a row's taps are consecutive in x and in the weights, and fewer than 8 input
+/// channels, where the channel blocks of 8 would be empty (3-channel stems).
+pub fn row_taps(s: &ConvSpec) -> bool {
+    s.groups == 1 && s.dilation == 1 && s.cin < 8
 }
 
 /// The depthwise convolution (groups == Cin == Cout, C % 4 == 0) with its fused epilogue;
