@@ -23,8 +23,8 @@
 // (ky, kx), where each pixel's input address is computed once, then over its channels 8 at a
 // time: lane l loads channel ci0 + l of each of the 40 pixels and subgroupBroadcast hands every
 // lane each of them, as in matmul_subgroup (16 vec4 loads of w and 40 of x per 40 x 64 x 8
-// multiply-adds). Channels past the last multiple of 8 (all of them for a 3-channel stem) are
-// read by every lane itself. Pixels per workgroup on lavapipe (Mesa 22.3, 2-core Xeon), one
+// multiply-adds). Channels past the last multiple of 8 are read by every lane itself (for a
+// 3-channel stem that would be all of them: ROW_TAPS below reads those by kernel rows). Pixels per workgroup on lavapipe (Mesa 22.3, 2-core Xeon), one
 // vec4 of channels per lane, 3x3 128->128 28x28 at batch 8 (benches/kernels.rs): 8 pixels
 // 88 ms, 16 75, 24 64, 32 64; again after the epilogue became pipeline constants: 24 60-65 ms,
 // 32 56, 48 54, 64 56 (ResNet-50's convolutions at batch 8, runs alternated with 24: 1547-1637
