@@ -203,16 +203,18 @@ fn conv_block(wid: vec3<u32>, nwg: vec3<u32>, lane: u32) {
     }
 
     if (c4_lo >= g4) { return; }
+    let t_lo = cols4(g * g4 + c4_lo);
     //#repeat r 40
-    store_row(row0 + {r}u, g * g4 + c4_lo, lo{r});
+    store_row(row0 + {r}u, g * g4 + c4_lo, lo{r}, t_lo);
     //#end
     if (c4_hi >= g4) { return; }
+    let t_hi = cols4(g * g4 + c4_hi);
     //#repeat r 40
-    store_row(row0 + {r}u, g * g4 + c4_hi, hi{r});
+    store_row(row0 + {r}u, g * g4 + c4_hi, hi{r}, t_hi);
     //#end
 }
 
-fn store_row(row: u32, c4: u32, acc: vec4<f32>) {
+fn store_row(row: u32, c4: u32, acc: vec4<f32>, t: Cols4) {
     if (row >= params.m) { return; }
-    out[row * (params.n / 4u) + c4] = epilogue4(acc, row, c4);
+    out[row * (params.n / 4u) + c4] = epilogue4(acc, row, c4, t);
 }

@@ -45,8 +45,8 @@ fn load(row: u32, ix: i32, c4: u32, n4: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), load_x((row + column) * n4 + c4), inside);
 }
 
-fn store(pixel: u32, c4: u32, n4: u32, acc: vec4<f32>) {
-    out[pixel * n4 + c4] = epilogue4(acc, pixel, c4);
+fn store(pixel: u32, c4: u32, n4: u32, acc: vec4<f32>, t: Cols4) {
+    out[pixel * n4 + c4] = epilogue4(acc, pixel, c4, t);
 }
 
 // The whole kernel for invocation `i` (linear over the grid of 64-wide workgroups).
@@ -99,8 +99,9 @@ fn depthwise_block(i: u32) {
     }
 
     let pixel = (b * params.out_h + oy) * params.out_w + ox0;
-    store(pixel, c4, n4, acc0);
-    if (ox0 + 1u < params.out_w) { store(pixel + 1u, c4, n4, acc1); }
-    if (ox0 + 2u < params.out_w) { store(pixel + 2u, c4, n4, acc2); }
-    if (ox0 + 3u < params.out_w) { store(pixel + 3u, c4, n4, acc3); }
+    let t = cols4(c4);
+    store(pixel, c4, n4, acc0, t);
+    if (ox0 + 1u < params.out_w) { store(pixel + 1u, c4, n4, acc1, t); }
+    if (ox0 + 2u < params.out_w) { store(pixel + 2u, c4, n4, acc2, t); }
+    if (ox0 + 3u < params.out_w) { store(pixel + 3u, c4, n4, acc3, t); }
 }

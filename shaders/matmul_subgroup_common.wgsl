@@ -59,10 +59,10 @@ const COLS: u32 = 64u;
 override PANEL: u32 = 4u;
 
 // `base` is the first output row of this batch item (z * M); `c4` the vec4 column.
-fn store_row(base: u32, row: u32, c4: u32, acc: vec4<f32>) {
+fn store_row(base: u32, row: u32, c4: u32, acc: vec4<f32>, t: Cols4) {
     if (row >= params.m) { return; }
     let r = base + row;
-    out[r * (params.n / 4u) + c4] = epilogue4(acc, r, c4);
+    out[r * (params.n / 4u) + c4] = epilogue4(acc, r, c4, t);
 }
 
 // The whole kernel for workgroup `wid` of `nwg` (uniform) and subgroup lane `lane`.
@@ -122,11 +122,13 @@ fn matmul_block(wid: vec3<u32>, nwg: vec3<u32>, lane: u32) {
     }
 
     if (c4_lo >= n4) { return; }
+    let t_lo = cols4(c4_lo);
     //#repeat r 40
-    store_row(base, row0 + {r}u, c4_lo, lo{r});
+    store_row(base, row0 + {r}u, c4_lo, lo{r}, t_lo);
     //#end
     if (c4_hi >= n4) { return; }
+    let t_hi = cols4(c4_hi);
     //#repeat r 40
-    store_row(base, row0 + {r}u, c4_hi, hi{r});
+    store_row(base, row0 + {r}u, c4_hi, hi{r}, t_hi);
     //#end
 }
