@@ -1,49 +1,16 @@
-// max_pool2d: k x k max pooling of NHWC activations with stride s and symmetric padding p, as
-// PyTorch's MaxPool2d (ceil_mode=False, dilation 1), which pads with -inf: padded cells never
-// win, and a NaN in a window propagates to its output as in PyTorch.
-//   out[b, oy, ox, c] = max_{ky, kx < k, inside} x[b, oy * s - p + ky, ox * s - p + kx, c]
-// Every window holds at least one input cell (ops::max_pool2d checks p <= k / 2).
-// Bindings: 0 params (Meta); 1 x [B, H, W, C]; 2 out [B, Ho, Wo, C].
-// Grid: ceil(B * Ho * Wo * C / 64) workgroups split by `grid()`; one invocation per output,
-// consecutive invocations take consecutive channels.
-// Reference: torch.nn.functional.max_pool2d.
+// max_pool2d: the max pooling of max_pool2d_common.wgsl (the prelude holds the kernel and its
+// description), one channel per invocation: any C. ops::pool::max_pool2d takes max_pool2d_vec4
+// where C % 4 == 0.
 
-struct Meta {
-    batch: u32, height: u32, width: u32, channels: u32,
-    out_h: u32, out_w: u32, kernel: u32, stride: u32,
-    pad: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+fn load(i: u32) -> vec4<f32> { return vec4<f32>(x[i]); }
 
 @compute @workgroup_size(64)
 fn max_pool2d(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= params.batch * params.out_h * params.out_w * params.channels) { return; }
-    let c = i % params.channels;
-    let pixel = i / params.channels;
-    let ox = pixel % params.out_w;
-    let oy = (pixel / params.out_w) % params.out_h;
-    let b = pixel / (params.out_w * params.out_h);
-    // -inf cannot be written as a WGSL constant: start from the first cell inside the image.
-    var best = 0.0;
-    var seen = false;
-    for (var ky = 0u; ky < params.kernel; ky++) {
-        let iy = i32(oy * params.stride + ky) - i32(params.pad);
-        if (iy < 0 || iy >= i32(params.height)) { continue; }
-        for (var kx = 0u; kx < params.kernel; kx++) {
-            let ix = i32(ox * params.stride + kx) - i32(params.pad);
-            if (ix < 0 || ix >= i32(params.width)) { continue; }
-            let v = x[((b * params.height + u32(iy)) * params.width + u32(ix)) * params.channels + c];
-            // NaN sticks once taken (no v > NaN holds). It is tested on the bits: compilers may
-            // fold `v != v` to false (lavapipe does).
-            let nan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
-            if (!seen || v > best || nan) { best = v; }
-            seen = true;
-        }
-    }
-    out[i] = best;
+    if (i >= params.batch * params.out_h * params.out_w * params.units) { return; }
+    out[i] = window_max(i).x;
 }

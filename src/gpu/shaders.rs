@@ -37,6 +37,7 @@ const SUBGROUP_LOADS_BUFFER: &str = include_str!("../../shaders/subgroup_loads_b
 const SUBGROUP_LOADS_TEXTURE: &str = include_str!("../../shaders/subgroup_loads_texture.wgsl");
 const FLAT_TEXTURE: &str = include_str!("../../shaders/flat_texture.wgsl");
 const DEPTHWISE_COMMON: &str = include_str!("../../shaders/depthwise_conv2d_common.wgsl");
+const MAX_POOL2D_COMMON: &str = include_str!("../../shaders/max_pool2d_common.wgsl");
 
 macro_rules! kernels {
     ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
@@ -70,7 +71,8 @@ kernels! {
     "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4 + DEPTHWISE_COMMON,
     "depthwise_conv2d_texture" + EPILOGUE + EPILOGUE_VEC4 + FLAT_TEXTURE + DEPTHWISE_COMMON,
     "avg_pool2d",
-    "max_pool2d",
+    "max_pool2d" + MAX_POOL2D_COMMON,
+    "max_pool2d_vec4" + MAX_POOL2D_COMMON,
     "global_avg_pool",
     "nchw_to_nhwc",
     "rdm_rowstats" + ROWS_VEC4 + RDM_ROWS + RDM_ROWSTATS_COMMON,

@@ -655,9 +655,13 @@ fn check_pool(gpu: &Gpu, rng: &mut Rng, dims: [usize; 4], k: usize, s: usize, p:
 fn pooling_matches_reference() {
     let gpu = gpu();
     let mut rng = Rng::new(36);
-    // ResNet's 3x3 stride 2 pad 1 on odd and even sizes, then other windows.
+    // ResNet's 3x3 stride 2 pad 1 on odd and even sizes, then other windows; C % 4 == 0 takes
+    // max_pool2d_vec4.
     for (dims, k, s, p) in [
         ([2, 9, 11, 5], 3, 2, 1),
+        ([2, 9, 11, 8], 3, 2, 1),
+        ([1, 11, 9, 12], 5, 2, 2),
+        ([1, 7, 6, 4], 2, 2, 0),
         ([1, 8, 8, 64], 3, 2, 1),
         ([1, 7, 6, 3], 2, 2, 0),
         ([2, 5, 7, 4], 3, 1, 1),
@@ -677,25 +681,27 @@ fn pooling_matches_reference() {
 
 #[test]
 fn max_pool2d_folds_large_grids() {
-    // 1025 * 1025 * 4 outputs / 64 = 65,665 workgroups along one dimension exceed 65,535.
+    // Over 65,535 workgroups of 64 along one dimension: 1025 * 1025 * 5 outputs of one channel
+    // each (max_pool2d), and 2049 * 1025 * 2 vec4 of channels (max_pool2d_vec4).
     let gpu = gpu();
     let mut rng = Rng::new(37);
-    let dims = [1, 1025, 1025, 4];
-    let x = rng.vec(dims.iter().product(), -1.0, 1.0);
-    let tx = gpu.upload("x", &dims, &x).unwrap();
-    let out = gpu.zeros("out", &dims).unwrap();
-    run(
-        &gpu,
-        pool::max_pool2d(&gpu, &tx, dims, 3, 1, 1, &out).unwrap(),
-    );
-    let want = pool_reference(&x, dims, 3, 1, 1, "max");
-    assert_close(
-        "max pool 1025x1025",
-        &gpu.read::<f32>(&out).unwrap(),
-        &want,
-        0.0,
-        0.0,
-    );
+    for dims in [[1, 1025, 1025, 5], [1, 2049, 1025, 8]] {
+        let x = rng.vec(dims.iter().product(), -1.0, 1.0);
+        let tx = gpu.upload("x", &dims, &x).unwrap();
+        let out = gpu.zeros("out", &dims).unwrap();
+        run(
+            &gpu,
+            pool::max_pool2d(&gpu, &tx, dims, 3, 1, 1, &out).unwrap(),
+        );
+        let want = pool_reference(&x, dims, 3, 1, 1, "max");
+        assert_close(
+            &format!("max pool {dims:?}"),
+            &gpu.read::<f32>(&out).unwrap(),
+            &want,
+            0.0,
+            0.0,
+        );
+    }
 }
 
 #[test]

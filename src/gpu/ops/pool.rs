@@ -12,6 +12,7 @@ struct PoolMeta {
     batch: u32,
     height: u32,
     width: u32,
+    /// Channels, or vec4 of channels for `max_pool2d_vec4`.
     channels: u32,
     out_h: u32,
     out_w: u32,
@@ -83,11 +84,18 @@ fn pool(
             "input over the 2^32 elements a kernel can index",
         ));
     }
+    // max_pool2d_vec4 reads and writes four channels per invocation: `channels` counts its
+    // units (shaders/max_pool2d_common.wgsl).
+    let (kernel_name, units) = if kernel_name == "max_pool2d" && c % 4 == 0 {
+        ("max_pool2d_vec4", c / 4)
+    } else {
+        (kernel_name, c)
+    };
     let meta = PoolMeta {
         batch: b as u32,
         height: h as u32,
         width: w as u32,
-        channels: c as u32,
+        channels: units as u32,
         out_h: oh as u32,
         out_w: ow as u32,
         kernel: kernel as u32,
@@ -102,13 +110,14 @@ fn pool(
         &[],
         &meta,
         &[x, out],
-        grid(gpu, (b * oh * ow * c).div_ceil(64)),
+        grid(gpu, (b * oh * ow * units).div_ceil(64)),
     )
 }
 
 /// `kernel` x `kernel` max pooling with `stride` and symmetric padding `pad` over NHWC `x` of
 /// `[b, h, w, c]`, into NHWC `out` `[b, ho, wo, c]` (`pool_output`). Padded cells never win
-/// (PyTorch pads with -inf); NaN propagates. ResNet's stem pool is (3, 2, 1).
+/// (PyTorch pads with -inf); NaN propagates. ResNet's stem pool is (3, 2, 1). Four channels
+/// per invocation where `c % 4 == 0` (`max_pool2d_vec4`).
 pub fn max_pool2d(
     gpu: &Gpu,
     x: &Tensor,
