@@ -60,9 +60,10 @@
 //     exact when the width is at most 1 (HIST_EXACT, the default), else checked against edges
 //     rebuilt exactly in f32 as (lo_units + b) * width; otherwise (HIST_TABLE) the f32 edge
 //     table, whose values make f32 comparisons equal the f64 ones;
-//   positive, scale = bins / hi exact in f32 (the default 10): x * scale as an exact
-//     product p + e (Dekker, no FMA: llvmpipe does not fuse), compared with the integers;
-//     otherwise (POS_TABLE) the edge table;
+//   positive, scale = bins / hi exact in f32: x * scale as an exact sum p + e of the rounded
+//     product and its error, compared with the integers; the error by Fast2Sum when the scale
+//     is two powers of two (POS_TWO_POWERS; the default 10 = 8 + 2), else by Dekker's product
+//     (no FMA: llvmpipe does not fuse); otherwise (POS_TABLE) the edge table;
 //   log: the exponent and mantissa bits of |x| against integer mantissa thresholds.
 // Sums: x - shift as an exact pair, per-lane TwoSum accumulators, then double-f32 pairs; `keep`
 // hides values behind the uniform's `opaque` (always 0) so that no compiler can simplify the
@@ -84,6 +85,11 @@ struct Meta {
 // is compiled out.
 override HIST_TABLE: bool = false;
 override POS_TABLE: bool = false;
+// The positive scale is pos_scale_hi + pos_scale_lo, both powers of two (src/stats/spec.rs,
+// PosScale): the product's error takes five operations instead of Dekker's fourteen (on
+// lavapipe ~1.3 of stats_tap's ~6.2 ns per entry went to Dekker's product; ResNet-50 batch 8,
+// bench alternated twice: stats_tap_texture 454, 513 -> 432, 474 ms per batch).
+override POS_TWO_POWERS: bool = false;
 // The linear histogram's power-of-two width is at most 1, so x * scale never loses bits.
 override HIST_EXACT: bool = false;
 
@@ -184,11 +190,19 @@ fn pos_word(x: f32) -> u32 {
         b = b - select(0, 1, !(xc > edges[e + u32(b)]))
             + select(0, 1, xc > edges[e + u32(b) + 1u]);
     } else {
-        // xc * scale = p + err exactly (Dekker's product): xc > i iff p > i, or p == i and
-        // err > 0. So the bin, ceil(xc * scale) - 1, is ceil(p) - 1 unless p is an integer.
-        let a = keep_split(xc);
-        let err = ((keep(a.x * params.pos_scale_hi) - p) + a.x * params.pos_scale_lo
-            + a.y * params.pos_scale_hi) + a.y * params.pos_scale_lo;
+        // xc * scale = p + err exactly: xc > i iff p > i, or p == i and err > 0. So the bin,
+        // ceil(xc * scale) - 1, is ceil(p) - 1 unless p is an integer.
+        var err: f32;
+        if (POS_TWO_POWERS) {
+            // t1 = xc * hi and t2 = xc * lo are exact, p = t1 + t2 rounded (the same rounding
+            // of the same real as xc * scale), and |t1| >= |t2|: Fast2Sum's error t2 - (p - t1).
+            err = (keep(xc * params.pos_scale_hi) - p) + xc * params.pos_scale_lo;
+        } else {
+            // Dekker's product over the Veltkamp halves of xc and of the scale.
+            let a = keep_split(xc);
+            err = ((keep(a.x * params.pos_scale_hi) - p) + a.x * params.pos_scale_lo
+                + a.y * params.pos_scale_hi) + a.y * params.pos_scale_lo;
+        }
         let c = ceil(p);
         b = i32(c) - 1 + select(0, 1, c == p && err > 0.0);
     }

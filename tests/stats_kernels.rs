@@ -432,7 +432,7 @@ fn predicates_and_custom_histograms() {
             ..Default::default()
         },
         // Power-of-two bins wider than 1 (x * scale underflows for the smallest denormals) and
-        // an exact positive scale that is not an integer.
+        // an exact positive scale that is not an integer (2.5 = 2 + 0.5).
         StatsConfig {
             hist: LinearHistSpec {
                 lo: -64.0,
@@ -460,6 +460,11 @@ fn predicates_and_custom_histograms() {
                 bins: 600,
             },
             hist_pos: PosHistSpec { hi: 1.0, bins: 3 },
+            ..Default::default()
+        },
+        // A positive scale of three powers of two (100 = 64 + 32 + 4): Dekker's product.
+        StatsConfig {
+            hist_pos: PosHistSpec { hi: 1.0, bins: 100 },
             ..Default::default()
         },
     ];

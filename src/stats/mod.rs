@@ -21,6 +21,6 @@ pub mod spec;
 pub mod tap;
 pub mod totals;
 
-pub use spec::{LinearHistSpec, PosHistSpec, Predicate, StatsConfig};
+pub use spec::{LinearHistSpec, PosHistSpec, PosScale, Predicate, StatsConfig};
 pub use tap::{TapRead, TapStats};
 pub use totals::{Histogram, Moments, RawCounts, TapTotals};

@@ -247,6 +247,26 @@ pub struct PosHistSpec {
     pub bins: usize,
 }
 
+/// The exact positive-bin product of `PosHistSpec::exact_scale`, as the kernel's pair
+/// (`pos_scale_hi`, `pos_scale_lo`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PosScale {
+    /// `bins / hi` = hi + lo, both powers of two (lo < hi, or 0), as the default 10 = 8 + 2: both
+    /// products with x are exact, and the error of their rounded sum is exact by Fast2Sum.
+    TwoPowers(f32, f32),
+    /// Any other exact scale, as its Veltkamp halves (12 significant bits each) for Dekker's
+    /// exact product.
+    Halves(f32, f32),
+}
+
+impl PosScale {
+    pub fn terms(self) -> (f32, f32) {
+        match self {
+            PosScale::TwoPowers(hi, lo) | PosScale::Halves(hi, lo) => (hi, lo),
+        }
+    }
+}
+
 impl Default for PosHistSpec {
     fn default() -> Self {
         PosHistSpec {
@@ -290,10 +310,11 @@ impl PosHistSpec {
         (self.bins as f64 / self.hi) as f32
     }
 
-    /// `bins / hi` as its Veltkamp halves (hi, lo) when it is exact in f32 and every edge
-    /// `i * hi / bins` is the f64 value `i / scale` in exact arithmetic: then x > e_i iff
-    /// x * scale > i, which the GPU decides with an exact product, without a table.
-    pub fn exact_scale(&self) -> Option<(f32, f32)> {
+    /// How the GPU places `x` exactly without the edge table, when `bins / hi` is exact in f32
+    /// and every edge `i * hi / bins` is the f64 value `i / scale` in exact arithmetic: then
+    /// x > e_i iff x * scale > i, which the GPU decides from the rounded product and its exact
+    /// error. `None`: the edge table.
+    pub fn exact_scale(&self) -> Option<PosScale> {
         let scale = self.bins as f64 / self.hi;
         let exact = (scale as f32) as f64 == scale
             && scale * self.hi == self.bins as f64
@@ -301,9 +322,16 @@ impl PosHistSpec {
             && (1e-6..=1e6).contains(&scale);
         exact.then(|| {
             let s = scale as f32;
-            let c = 4097.0 * s;
-            let hi = c - (c - s);
-            (hi, s - hi)
+            // The largest power of two at most s, and the rest.
+            let top = f32::from_bits(s.to_bits() & 0xff80_0000);
+            let rest = s - top;
+            if rest == 0.0 || rest == f32::from_bits(rest.to_bits() & 0xff80_0000) {
+                PosScale::TwoPowers(top, rest)
+            } else {
+                let c = 4097.0 * s;
+                let hi = c - (c - s);
+                PosScale::Halves(hi, s - hi)
+            }
         })
     }
 
@@ -450,9 +478,23 @@ mod tests {
             bins: 4,
         };
         assert_eq!(offset.power_of_two_units(), None);
-        assert_eq!(PosHistSpec::default().exact_scale(), Some((10.0, 0.0)));
+        let two = |hi, lo| Some(PosScale::TwoPowers(hi, lo));
+        assert_eq!(PosHistSpec::default().exact_scale(), two(8.0, 2.0));
+        assert_eq!(
+            PosHistSpec { hi: 4.0, bins: 10 }.exact_scale(),
+            two(2.0, 0.5)
+        );
+        assert_eq!(
+            PosHistSpec { hi: 2.0, bins: 16 }.exact_scale(),
+            two(8.0, 0.0)
+        );
         assert_eq!(PosHistSpec { hi: 2.5, bins: 13 }.exact_scale(), None);
-        assert!(PosHistSpec { hi: 4.0, bins: 10 }.exact_scale().is_some());
+        // 100 = 64 + 32 + 4: three powers, so Dekker's product (100 has 7 significant bits,
+        // within one Veltkamp half).
+        assert_eq!(
+            PosHistSpec { hi: 1.0, bins: 100 }.exact_scale(),
+            Some(PosScale::Halves(100.0, 0.0))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::gpu::ops::check_len;
 use crate::gpu::{Dispatch, Gpu, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
 use crate::model::TapInfo;
 use crate::stats::joint::{JointBins, LOG_WORDS};
-use crate::stats::spec::{Bin, StatsConfig, log_mantissa_thresholds};
+use crate::stats::spec::{Bin, PosScale, StatsConfig, log_mantissa_thresholds};
 use crate::stats::totals::{Moments, RawCounts, TapTotals};
 
 /// Positions per work item (`CHUNK` in shaders/stats_tap_common.wgsl).
@@ -469,6 +469,10 @@ impl TapStats {
             ("HIST_TABLE", pow2.is_none() as u8 as f64),
             ("POS_TABLE", pos_split.is_none() as u8 as f64),
             (
+                "POS_TWO_POWERS",
+                matches!(pos_split, Some(PosScale::TwoPowers(..))) as u8 as f64,
+            ),
+            (
                 "HIST_EXACT",
                 pow2.is_some_and(|(_, w)| w <= 1.0) as u8 as f64,
             ),
@@ -494,8 +498,8 @@ impl TapStats {
             hist_lo_units: pow2.map_or(0, |(u, _)| u),
             pos_hi: pos_edges[cfg.hist_pos.bins],
             pos_scale: cfg.hist_pos.scale(),
-            pos_scale_hi: pos_split.map_or(0.0, |(h, _)| h),
-            pos_scale_lo: pos_split.map_or(0.0, |(_, l)| l),
+            pos_scale_hi: pos_split.map_or(0.0, |t| t.terms().0),
+            pos_scale_lo: pos_split.map_or(0.0, |t| t.terms().1),
             log_t1: t1,
             log_t2: t2,
             log_t3: t3,
