@@ -23,6 +23,17 @@ pub struct KernelTime {
     pub gbytes_per_s: f64,
 }
 
+/// One dispatch of the profiled forward-plus-statistics plan, in plan order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DispatchTime {
+    pub kernel: &'static str,
+    pub seconds: f64,
+    /// Useful floating-point operations (0 for kernels that only move or count).
+    pub flops: u64,
+    /// Bytes of the buffers the dispatch binds.
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     pub adapter: AdapterSummary,
@@ -47,6 +58,9 @@ pub struct BenchReport {
     pub finalise_seconds: f64,
     /// Per kernel name, slowest first; empty without timestamp queries.
     pub kernels: Vec<KernelTime>,
+    /// Every dispatch of the same profiled batch in plan order (layer by layer, each tap's
+    /// statistics right after its layer); empty without timestamp queries.
+    pub dispatches: Vec<DispatchTime>,
 }
 
 /// Time `iterations` batches of each kind, alternated, after one warm-up batch of each
@@ -113,11 +127,21 @@ pub fn bench(
     let finalise_seconds = start.elapsed().as_secs_f64();
     let finalise_images = pass.grams.first().map_or(0, |g| g.count());
 
-    let kernels = if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-        profile_kernels(gpu, &mut pass)?
+    let dispatches = if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+        let plan = pass.profiled_plan(gpu)?;
+        plan.profile(gpu)?
+            .into_iter()
+            .map(|(kernel, flops, bytes, seconds)| DispatchTime {
+                kernel,
+                seconds,
+                flops,
+                bytes,
+            })
+            .collect()
     } else {
         Vec::new()
     };
+    let kernels = group_by_kernel(&dispatches);
     Ok(BenchReport {
         adapter: gpu.summary(),
         kernel_choices: gpu.tuning().describe(),
@@ -133,21 +157,20 @@ pub fn bench(
         finalise_images,
         finalise_seconds,
         kernels,
+        dispatches,
     })
 }
 
-/// Per-kernel GPU time of the forward-plus-statistics plan, grouped by kernel name.
-fn profile_kernels(gpu: &Gpu, pass: &mut StatsPass) -> Result<Vec<KernelTime>> {
-    let plan = pass.profiled_plan(gpu)?;
-    let timed = plan.profile(gpu)?;
-    let total: f64 = timed.iter().map(|t| t.3).sum();
+/// The dispatches' GPU times grouped by kernel name, slowest first.
+fn group_by_kernel(dispatches: &[DispatchTime]) -> Vec<KernelTime> {
+    let total: f64 = dispatches.iter().map(|d| d.seconds).sum();
     let mut groups: Vec<KernelTime> = Vec::new();
-    for (kernel, flops, bytes, seconds) in timed {
-        let g = match groups.iter_mut().find(|g| g.kernel == kernel) {
+    for d in dispatches {
+        let g = match groups.iter_mut().find(|g| g.kernel == d.kernel) {
             Some(g) => g,
             None => {
                 groups.push(KernelTime {
-                    kernel,
+                    kernel: d.kernel,
                     dispatches: 0,
                     seconds: 0.0,
                     share: 0.0,
@@ -158,10 +181,10 @@ fn profile_kernels(gpu: &Gpu, pass: &mut StatsPass) -> Result<Vec<KernelTime>> {
             }
         };
         g.dispatches += 1;
-        g.seconds += seconds;
+        g.seconds += d.seconds;
         // Accumulate totals in the rate fields; divided by time below.
-        g.gflops += flops as f64 / 1e9;
-        g.gbytes_per_s += bytes as f64 / 1e9;
+        g.gflops += d.flops as f64 / 1e9;
+        g.gbytes_per_s += d.bytes as f64 / 1e9;
     }
     for g in &mut groups {
         g.share = g.seconds / total.max(f64::MIN_POSITIVE);
@@ -170,5 +193,5 @@ fn profile_kernels(gpu: &Gpu, pass: &mut StatsPass) -> Result<Vec<KernelTime>> {
         g.gbytes_per_s /= t;
     }
     groups.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
-    Ok(groups)
+    groups
 }

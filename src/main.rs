@@ -169,6 +169,10 @@ enum Command {
         /// Timed batches of each kind (after one warm-up batch).
         #[arg(long, default_value_t = 3)]
         iters: usize,
+        /// Also print every dispatch of the profiled batch in plan order, layer by layer (the
+        /// JSON always holds them, as `dispatches`).
+        #[arg(long)]
+        each: bool,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -451,6 +455,26 @@ fn open_fitted(
     Ok((source, fitted, part))
 }
 
+/// `bench --each`: every dispatch of the profiled batch, in plan order.
+fn print_dispatches(dispatches: &[sparsescope::bench::DispatchTime], w: usize) {
+    println!(
+        "  {:>5} {:w$} {:>10} {:>9} {:>10} {:>9}",
+        "#", "kernel", "ms", "GFLOP/s", "MFLOP", "MB bound"
+    );
+    for (i, d) in dispatches.iter().enumerate() {
+        let t = d.seconds.max(f64::MIN_POSITIVE);
+        println!(
+            "  {:>5} {:w$} {:>10.3} {:>9.1} {:>10.1} {:>9.1}",
+            i,
+            d.kernel,
+            1e3 * d.seconds,
+            d.flops as f64 / t / 1e9,
+            d.flops as f64 / 1e6,
+            d.bytes as f64 / 1e6
+        );
+    }
+}
+
 fn model_options(args: &ModelArgs) -> ModelOptions {
     ModelOptions {
         arch: args.arch.clone(),
@@ -682,6 +706,7 @@ fn run(cli: Cli) -> Result<()> {
             model: path,
             batch,
             iters,
+            each,
             model_args,
         } => {
             let gpu = open_gpu(&cli.gpu)?;
@@ -737,6 +762,9 @@ fn run(cli: Cli) -> Result<()> {
                             k.gflops,
                             k.gbytes_per_s
                         );
+                    }
+                    if *each {
+                        print_dispatches(&r.dispatches, w);
                     }
                 }
             }

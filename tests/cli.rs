@@ -216,4 +216,58 @@ fn bench_reports_throughput_and_kernel_times() {
     }
     let share: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
     assert!((share - 1.0).abs() < 1e-9, "shares sum to {share}");
+    // `dispatches` holds the same batch dispatch by dispatch: per kernel, as many as `kernels`
+    // counts, and their times add up to its.
+    let dispatches = v["dispatches"].as_array().unwrap();
+    for k in kernels {
+        let own: Vec<&serde_json::Value> =
+            dispatches.iter().filter(|d| name(d) == name(k)).collect();
+        assert_eq!(own.len() as u64, k["dispatches"].as_u64().unwrap(), "{k}");
+        let seconds: f64 = own.iter().map(|d| d["seconds"].as_f64().unwrap()).sum();
+        let want = k["seconds"].as_f64().unwrap();
+        assert!(
+            (seconds - want).abs() <= 1e-9 * want.max(1.0),
+            "{k}: {seconds}"
+        );
+    }
+    // The plan's first dispatch is the stem's layout change, before any statistics.
+    assert_eq!(name(&dispatches[0]), "nchw_to_nhwc", "{:?}", dispatches[0]);
+}
+
+#[test]
+fn bench_each_prints_every_dispatch() {
+    let o = sparsescope(&[
+        "bench",
+        "--model",
+        &root().join(EFFNET).to_string_lossy(),
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--each",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    // The kernel table's counts, then one row per dispatch numbered from 0.
+    let calls: usize = text
+        .lines()
+        .skip_while(|l| !(l.trim_start().starts_with("kernel ") && l.contains("calls")))
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('#'))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with('#'))
+        .skip(1)
+        .collect();
+    assert!(calls > 0, "{text}");
+    assert_eq!(rows.len(), calls, "{text}");
+    assert!(rows[0].trim_start().starts_with("0 nchw_to_nhwc"), "{text}");
 }
