@@ -56,7 +56,7 @@ struct Meta {
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> scale: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> res: array<vec4<f32>>;
+// Binding 5, res: the prelude residual_buffer.wgsl or residual_texture.wgsl.
 @group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
 // See the header: kernel rows read as runs of consecutive elements (ops::conv::row_taps).

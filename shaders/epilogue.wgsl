@@ -9,7 +9,8 @@
 // A kernel with an epilogue declares, under these names:
 //   params.n   (a u32 field of its Meta)
 //   bias [N], scale [N], res [M, N]  (read-only storage, element type as its form says)
-// and calls `epilogue_bindings()` in its entry point. `scale` is LayerScale (ViT, ConvNeXt); `res`
+// and `keep_res()` (which keeps `res` in the layout however it is bound), and calls
+// `epilogue_bindings()` in its entry point. `scale` is LayerScale (ViT, ConvNeXt); `res`
 // the residual stream (ResNet adds it before its ReLU, ViTs after LayerScale with act = none).
 //
 // The terms and the activation are pipeline constants (ops::Epilogue::constants sets all four;
@@ -59,5 +60,5 @@ fn activate(v: f32, act: u32) -> f32 {
 fn epilogue_bindings() {
     _ = &bias;
     _ = &scale;
-    _ = &res;
+    keep_res();
 }

@@ -26,7 +26,7 @@ fn epilogue4(acc: vec4<f32>, row: u32, c4: u32, t: Cols4) -> vec4<f32> {
     var v = acc;
     if (HAS_BIAS) { v += t.bias; }
     if (HAS_SCALE) { v *= t.scale; }
-    if (HAS_RES) { v += res[row * (params.n / 4u) + c4]; }
+    if (HAS_RES) { v += load_res(row * (params.n / 4u) + c4); }
     return vec4<f32>(activate(v.x, ACT), activate(v.y, ACT), activate(v.z, ACT),
                      activate(v.w, ACT));
 }

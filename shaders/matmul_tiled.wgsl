@@ -21,6 +21,7 @@ alias W = f32;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
+fn keep_res() { _ = &res; }
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 const TM: u32 = 64u;

@@ -37,6 +37,8 @@ const SUBGROUP_LOADS_BUFFER: &str = include_str!("../../shaders/subgroup_loads_b
 const SUBGROUP_LOADS_TEXTURE: &str = include_str!("../../shaders/subgroup_loads_texture.wgsl");
 const FLAT_TEXTURE: &str = include_str!("../../shaders/flat_texture.wgsl");
 const DEPTHWISE_COMMON: &str = include_str!("../../shaders/depthwise_conv2d_common.wgsl");
+const RESIDUAL_BUFFER: &str = include_str!("../../shaders/residual_buffer.wgsl");
+const RESIDUAL_TEXTURE: &str = include_str!("../../shaders/residual_texture.wgsl");
 const MAX_POOL2D_COMMON: &str = include_str!("../../shaders/max_pool2d_common.wgsl");
 
 macro_rules! kernels {
@@ -50,10 +52,10 @@ macro_rules! kernels {
 
 kernels! {
     "matmul_tiled" + EPILOGUE + EPILOGUE_F32,
-    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + SUBGROUP_LOADS_BUFFER
-        + MATMUL_SUBGROUP_COMMON,
+    "matmul_subgroup" + EPILOGUE + EPILOGUE_VEC4 + RESIDUAL_BUFFER + SUBGROUP_K_BLOCK
+        + SUBGROUP_LOADS_BUFFER + MATMUL_SUBGROUP_COMMON,
     "matmul_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + FLAT_TEXTURE
-        + SUBGROUP_LOADS_TEXTURE + MATMUL_SUBGROUP_COMMON,
+        + RESIDUAL_TEXTURE + SUBGROUP_LOADS_TEXTURE + MATMUL_SUBGROUP_COMMON,
     "layernorm",
     "layernorm_rows",
     "attention",
@@ -64,12 +66,13 @@ kernels! {
     "patch_im2col",
     "vit_tokens",
     "conv2d_tiled" + EPILOGUE + EPILOGUE_F32,
-    "conv2d_subgroup" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + SUBGROUP_LOADS_BUFFER
-        + CONV2D_SUBGROUP_COMMON,
+    "conv2d_subgroup" + EPILOGUE + EPILOGUE_VEC4 + RESIDUAL_BUFFER + SUBGROUP_K_BLOCK
+        + SUBGROUP_LOADS_BUFFER + CONV2D_SUBGROUP_COMMON,
     "conv2d_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + FLAT_TEXTURE
-        + SUBGROUP_LOADS_TEXTURE + CONV2D_SUBGROUP_COMMON,
-    "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4 + DEPTHWISE_COMMON,
-    "depthwise_conv2d_texture" + EPILOGUE + EPILOGUE_VEC4 + FLAT_TEXTURE + DEPTHWISE_COMMON,
+        + RESIDUAL_TEXTURE + SUBGROUP_LOADS_TEXTURE + CONV2D_SUBGROUP_COMMON,
+    "depthwise_conv2d" + EPILOGUE + EPILOGUE_VEC4 + RESIDUAL_BUFFER + DEPTHWISE_COMMON,
+    "depthwise_conv2d_texture" + EPILOGUE + EPILOGUE_VEC4 + FLAT_TEXTURE + RESIDUAL_TEXTURE
+        + DEPTHWISE_COMMON,
     "avg_pool2d",
     "max_pool2d" + MAX_POOL2D_COMMON,
     "max_pool2d_vec4" + MAX_POOL2D_COMMON,

@@ -1,8 +1,8 @@
-//! Launching the kernels that read their two inputs from textures (`matmul_texture`,
-//! `conv2d_texture`, `depthwise_conv2d_texture`): the copies of A (the activations) and B (the
-//! weights) into scratch textures, encoded before the launch, and the launch that reads them
-//! (shaders/subgroup_loads_texture.wgsl says why: on lavapipe a texel load costs a fraction of
-//! a storage-buffer load).
+//! Launching the kernels that read their inputs from textures (`matmul_texture`,
+//! `conv2d_texture`, `depthwise_conv2d_texture`): the copies of A (the activations), B (the
+//! weights) and the epilogue's residual into scratch textures, encoded before the launch, and
+//! the launch that reads them (shaders/subgroup_loads_texture.wgsl says why: on lavapipe a
+//! texel load costs a fraction of a storage-buffer load).
 
 use crate::error::Result;
 use crate::gpu::ops::Epilogue;
@@ -16,12 +16,12 @@ pub(crate) enum ATexels {
     Vec4,
 }
 
-/// One launch of `kernel` with its pipeline `constants` (bindings 1 and 2 textures, 3..6 the
-/// epilogue's and out) with the
-/// copies of A's first `a_len` elements and B's first `b_len` into scratch textures (A as
-/// `a_texels` says, B rgba32float or rgba16float for f16 weights), or `None` when a texture
-/// would exceed the adapter's limits or a tensor's offset cannot start a copy (callers then
-/// run the kernel's storage-buffer twin).
+/// One launch of `kernel` with its pipeline `constants` (bindings 1 and 2 textures, 3 and 4 the
+/// epilogue's bias and scale, 5 its residual as a texture, 6 out) with the copies of A's first
+/// `a_len` elements, B's first `b_len` and the residual into scratch textures (A as `a_texels`
+/// says, B rgba32float or rgba16float for f16 weights, the residual rgba32float), or `None`
+/// when a texture would exceed the adapter's limits or a tensor's offset cannot start a copy
+/// (callers then run the kernel's storage-buffer twin).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn texture_dispatch<M: bytemuck::Pod>(
     gpu: &Gpu,
@@ -50,14 +50,41 @@ pub(crate) fn texture_dispatch<M: bytemuck::Pod>(
     };
     let a_view = a_copy.dst.create_view(&Default::default());
     let b_view = b_copy.dst.create_view(&Default::default());
-    let copies = vec![a_copy, b_copy];
+    let mut copies = vec![a_copy, b_copy];
+    // The residual, read in the epilogue (shaders/residual_texture.wgsl), from a texture copy
+    // too; without one the binding holds a 1x1 texture that is never read.
+    let residual = match epilogue.residual {
+        Some(r) => {
+            let Some(copy) = TextureCopy::to_scratch(
+                gpu,
+                "texture kernel residual",
+                r,
+                r.len(),
+                wgpu::TextureFormat::Rgba32Float,
+            ) else {
+                return Ok(None);
+            };
+            let texture = copy.dst.clone();
+            copies.push(copy);
+            texture
+        }
+        None => {
+            let Some(texture) =
+                gpu.scratch_texture("no residual", wgpu::TextureFormat::Rgba32Float, 1, 1)
+            else {
+                return Ok(None);
+            };
+            texture
+        }
+    };
+    let res_view = residual.create_view(&Default::default());
     let dummy = gpu.dummy();
     let resources = [
         Resource::Texture(&a_view),
         Resource::Texture(&b_view),
         Resource::Tensor(epilogue.bias.unwrap_or(&dummy)),
         Resource::Tensor(epilogue.scale.unwrap_or(&dummy)),
-        Resource::Tensor(epilogue.residual.unwrap_or(&dummy)),
+        Resource::Texture(&res_view),
         Resource::Tensor(out),
     ];
     Dispatch::with_textures(gpu, kernel, constants, meta, &resources, groups, copies).map(Some)
