@@ -184,19 +184,21 @@ fn bad_inputs_fail_with_one_clear_line() {
     }
 }
 
-#[test]
-fn bench_reports_throughput_and_kernel_times() {
+/// `sparsescope bench` on the bundled EfficientNet-Lite0, one image, one timed batch, with
+/// `flag`; must succeed.
+fn bench_bundled(flag: &str) -> std::process::Output {
+    let model = root().join(EFFNET);
+    let model = model.to_string_lossy();
     let o = sparsescope(&[
-        "bench",
-        "--model",
-        &root().join(EFFNET).to_string_lossy(),
-        "--batch",
-        "1",
-        "--iters",
-        "1",
-        "--json",
+        "bench", "--model", &model, "--batch", "1", "--iters", "1", flag,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
+#[test]
+fn bench_reports_throughput_and_kernel_times() {
+    let o = bench_bundled("--json");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["forward_images_per_s"].as_f64().unwrap() > 0.0);
     // The ratio is a timing: reported, never asserted (speed targets live in benches).
@@ -236,17 +238,7 @@ fn bench_reports_throughput_and_kernel_times() {
 
 #[test]
 fn bench_each_prints_every_dispatch() {
-    let o = sparsescope(&[
-        "bench",
-        "--model",
-        &root().join(EFFNET).to_string_lossy(),
-        "--batch",
-        "1",
-        "--iters",
-        "1",
-        "--each",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bench_bundled("--each");
     let text = String::from_utf8(o.stdout).unwrap();
     // The kernel table's counts, then one row per dispatch numbered from 0.
     let calls: usize = text
