@@ -8,7 +8,8 @@
 //
 // A kernel with an epilogue declares, under these names:
 //   params.n   (a u32 field of its Meta)
-//   bias [N], scale [N], res [M, N]  (read-only storage, element type as its form says)
+//   bias [N], scale [N]  (read-only storage, element type as its form says)
+//   res [M, N]  (the same, or a texture: residual_buffer.wgsl and residual_texture.wgsl)
 // and `keep_res()` (which keeps `res` in the layout however it is bound), and calls
 // `epilogue_bindings()` in its entry point. `scale` is LayerScale (ViT, ConvNeXt); `res`
 // the residual stream (ResNet adds it before its ReLU, ViTs after LayerScale with act = none).

@@ -3,8 +3,9 @@
 // never win, and a NaN in a window propagates to its output as in PyTorch.
 //   out[b, oy, ox, c] = max_{ky, kx < k, inside} x[b, oy * s - p + ky, ox * s - p + kx, c]
 // The body shared by `max_pool2d` (one channel per invocation, any C) and `max_pool2d_vec4`
-// (four, C % 4 == 0); each declares bindings 1 and 2, `load` (unit i of x as a vec4) and
-// `store`, and counts `params.units` in its own unit (channels, or vec4 of channels).
+// (four, C % 4 == 0); each declares bindings 1 and 2 and `load` (unit i of x as a vec4),
+// writes its own output, and counts `params.units` in its own unit (channels, or vec4 of
+// channels).
 // Bindings: 0 params (Meta); 1 x [B, H, W, C]; 2 out [B, Ho, Wo, C].
 // Grid: ceil(B * Ho * Wo * units / 64) workgroups split by `grid()`; one invocation per output
 // unit, consecutive invocations take consecutive units.
