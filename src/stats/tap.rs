@@ -465,6 +465,7 @@ impl TapStats {
         let [t1, t2, t3] = log_mantissa_thresholds();
         let pow2 = cfg.hist.power_of_two_units();
         let pos_split = cfg.hist_pos.exact_scale();
+        let (pos_scale_hi, pos_scale_lo) = pos_split.map_or((0.0, 0.0), PosScale::terms);
         let constants = [
             ("HIST_TABLE", pow2.is_none() as u8 as f64),
             ("POS_TABLE", pos_split.is_none() as u8 as f64),
@@ -498,8 +499,8 @@ impl TapStats {
             hist_lo_units: pow2.map_or(0, |(u, _)| u),
             pos_hi: pos_edges[cfg.hist_pos.bins],
             pos_scale: cfg.hist_pos.scale(),
-            pos_scale_hi: pos_split.map_or(0.0, |t| t.terms().0),
-            pos_scale_lo: pos_split.map_or(0.0, |t| t.terms().1),
+            pos_scale_hi,
+            pos_scale_lo,
             log_t1: t1,
             log_t2: t2,
             log_t3: t3,

@@ -12,7 +12,7 @@ struct PoolMeta {
     batch: u32,
     height: u32,
     width: u32,
-    /// Channels, or vec4 of channels for `max_pool2d_vec4`.
+    /// Channels, or vec4 of channels for `max_pool2d_vec4` (`pool`'s units).
     channels: u32,
     out_h: u32,
     out_w: u32,
@@ -62,10 +62,13 @@ pub fn pool_output(
     ))
 }
 
+/// Pooling `op` by `kernel_name`, whose invocations each take `lanes` adjacent channels (`c`
+/// is a multiple of it; `PoolMeta::channels` counts those units).
 #[allow(clippy::too_many_arguments)]
 fn pool(
     gpu: &Gpu,
-    kernel_name: &'static str,
+    op: &'static str,
+    (kernel_name, lanes): (&'static str, usize),
     x: &Tensor,
     dims: [usize; 4],
     kernel: usize,
@@ -74,23 +77,17 @@ fn pool(
     count_include_pad: bool,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let (oh, ow) = pool_output(kernel_name, dims, kernel, stride, pad)?;
+    let (oh, ow) = pool_output(op, dims, kernel, stride, pad)?;
     let [b, h, w, c] = dims;
-    check_len(kernel_name, "input", x, b * h * w * c)?;
-    check_len(kernel_name, "out", out, b * oh * ow * c)?;
+    check_len(op, "input", x, b * h * w * c)?;
+    check_len(op, "out", out, b * oh * ow * c)?;
     if b * h * w * c > u32::MAX as usize {
         return Err(Error::shape(
-            kernel_name,
+            op,
             "input over the 2^32 elements a kernel can index",
         ));
     }
-    // max_pool2d_vec4 reads and writes four channels per invocation: `channels` counts its
-    // units (shaders/max_pool2d_common.wgsl).
-    let (kernel_name, units) = if kernel_name == "max_pool2d" && c % 4 == 0 {
-        ("max_pool2d_vec4", c / 4)
-    } else {
-        (kernel_name, c)
-    };
+    let units = c / lanes;
     let meta = PoolMeta {
         batch: b as u32,
         height: h as u32,
@@ -127,7 +124,25 @@ pub fn max_pool2d(
     pad: usize,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    pool(gpu, "max_pool2d", x, dims, kernel, stride, pad, false, out)
+    // Four channels per invocation as vec4 where the channels allow
+    // (shaders/max_pool2d_common.wgsl).
+    let by = if dims[3].is_multiple_of(4) {
+        ("max_pool2d_vec4", 4)
+    } else {
+        ("max_pool2d", 1)
+    };
+    pool(
+        gpu,
+        "max_pool2d",
+        by,
+        x,
+        dims,
+        kernel,
+        stride,
+        pad,
+        false,
+        out,
+    )
 }
 
 /// `kernel` x `kernel` average pooling as `max_pool2d`; the divisor is kernel^2 when
@@ -146,6 +161,7 @@ pub fn avg_pool2d(
     pool(
         gpu,
         "avg_pool2d",
+        ("avg_pool2d", 1),
         x,
         dims,
         kernel,
