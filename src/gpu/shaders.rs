@@ -40,6 +40,7 @@ const DEPTHWISE_COMMON: &str = include_str!("../../shaders/depthwise_conv2d_comm
 const RESIDUAL_BUFFER: &str = include_str!("../../shaders/residual_buffer.wgsl");
 const RESIDUAL_TEXTURE: &str = include_str!("../../shaders/residual_texture.wgsl");
 const MAX_POOL2D_COMMON: &str = include_str!("../../shaders/max_pool2d_common.wgsl");
+const LAYERNORM_ROWS_COMMON: &str = include_str!("../../shaders/layernorm_rows_common.wgsl");
 
 macro_rules! kernels {
     ($($name:literal $(+ $prelude:ident)*),* $(,)?) => {
@@ -57,7 +58,8 @@ kernels! {
     "matmul_texture" + EPILOGUE + EPILOGUE_VEC4 + SUBGROUP_K_BLOCK + FLAT_TEXTURE
         + RESIDUAL_TEXTURE + SUBGROUP_LOADS_TEXTURE + MATMUL_SUBGROUP_COMMON,
     "layernorm",
-    "layernorm_rows",
+    "layernorm_rows" + LAYERNORM_ROWS_COMMON,
+    "layernorm_rows_texture" + FLAT_TEXTURE + LAYERNORM_ROWS_COMMON,
     "attention",
     "attention_heads",
     "attention_softmax",

@@ -74,19 +74,27 @@ fn layernorm_variants_match_reference() {
                 assert!(err.to_string().contains(&why), "{what}: {err}");
                 continue;
             }
+            let dispatch = dispatch.unwrap();
+            // Every shape here fits the texture limits: no silent fallback to the buffer kernel.
+            if variant == ops::LayernormVariant::RowsTexture {
+                assert_eq!(dispatch.kernel, "layernorm_rows_texture", "{what}");
+            }
             let mut plan = Plan::default();
-            plan.push(dispatch.unwrap());
+            plan.push(dispatch);
             plan.run(&gpu).unwrap();
             let got: Vec<f32> = gpu.read(&out).unwrap();
             let want = layernorm_reference(&x, &w, &b, cols, eps);
             assert_close(&what, &got, &want, 2e-5, 1e-5);
         }
     }
-    // The adapter's pick: the per-row kernel on CPU adapters where the width allows.
-    let want = if gpu.is_cpu() {
-        ops::LayernormVariant::Rows
-    } else {
+    // The adapter's pick: a per-row kernel on CPU adapters where the width allows, reading
+    // textures where the matmul does.
+    let want = if !gpu.is_cpu() {
         ops::LayernormVariant::Workgroup
+    } else if gpu.choices().reads_textures() {
+        ops::LayernormVariant::RowsTexture
+    } else {
+        ops::LayernormVariant::Rows
     };
     assert_eq!(ops::LayernormVariant::pick(&gpu, 768), want);
     assert_eq!(

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
-use crate::gpu::{Dispatch, Gpu, Tensor, grid};
+use crate::gpu::{Dispatch, Elem, Gpu, Resource, Tensor, TextureCopy, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -23,6 +23,11 @@ pub enum LayernormVariant {
     /// `shaders/layernorm_rows.wgsl`: one invocation per row, 8 rows per workgroup, no
     /// barriers, for CPU adapters (lavapipe). Needs C % 4 == 0 and C < `ROWS_MAX_COLS`.
     Rows,
+    /// `shaders/layernorm_rows_texture.wgsl`: `Rows` reading x, weight and bias from texture
+    /// copies, for CPU adapters whose texel loads are cheaper than buffer loads (those whose
+    /// matmul reads textures, `Choices::reads_textures`). Runs as `Rows` where a copy would
+    /// exceed the texture limits or the rows are split over several launches.
+    RowsTexture,
 }
 
 /// Widest row `LayernormVariant::Rows` takes: its 3 C / 4 loop iterations per invocation stay
@@ -30,14 +35,21 @@ pub enum LayernormVariant {
 pub const ROWS_MAX_COLS: usize = 80_000;
 
 impl LayernormVariant {
-    pub const ALL: [LayernormVariant; 2] = [LayernormVariant::Workgroup, LayernormVariant::Rows];
+    pub const ALL: [LayernormVariant; 3] = [
+        LayernormVariant::Workgroup,
+        LayernormVariant::Rows,
+        LayernormVariant::RowsTexture,
+    ];
 
-    /// The one for this adapter and width: `Rows` on CPU adapters where it can run.
+    /// The one for this adapter and width: on CPU adapters where the width allows, `RowsTexture`
+    /// where the matmul reads textures, else `Rows`.
     pub fn pick(gpu: &Gpu, cols: usize) -> LayernormVariant {
-        if gpu.is_cpu() && Self::Rows.unsupported(cols).is_none() {
-            LayernormVariant::Rows
-        } else {
+        if !gpu.is_cpu() || Self::Rows.unsupported(cols).is_some() {
             LayernormVariant::Workgroup
+        } else if gpu.choices().reads_textures() {
+            LayernormVariant::RowsTexture
+        } else {
+            LayernormVariant::Rows
         }
     }
 
@@ -45,13 +57,15 @@ impl LayernormVariant {
     pub fn unsupported(self, cols: usize) -> Option<String> {
         match self {
             LayernormVariant::Workgroup => None,
-            LayernormVariant::Rows if !cols.is_multiple_of(4) => {
-                Some(format!("{cols} columns are not a multiple of 4"))
+            LayernormVariant::Rows | LayernormVariant::RowsTexture => {
+                if !cols.is_multiple_of(4) {
+                    Some(format!("{cols} columns are not a multiple of 4"))
+                } else if cols >= ROWS_MAX_COLS {
+                    Some(format!("{cols} columns are {ROWS_MAX_COLS} or more"))
+                } else {
+                    None
+                }
             }
-            LayernormVariant::Rows if cols >= ROWS_MAX_COLS => {
-                Some(format!("{cols} columns are {ROWS_MAX_COLS} or more"))
-            }
-            LayernormVariant::Rows => None,
         }
     }
 
@@ -59,6 +73,7 @@ impl LayernormVariant {
         match self {
             LayernormVariant::Workgroup => "layernorm",
             LayernormVariant::Rows => "layernorm_rows",
+            LayernormVariant::RowsTexture => "layernorm_rows_texture",
         }
     }
 
@@ -66,7 +81,7 @@ impl LayernormVariant {
     fn rows_per_group(self) -> usize {
         match self {
             LayernormVariant::Workgroup => 1,
-            LayernormVariant::Rows => 8,
+            LayernormVariant::Rows | LayernormVariant::RowsTexture => 8,
         }
     }
 }
@@ -130,6 +145,23 @@ pub fn layernorm_with(
     ];
     let chunks = row_chunks(gpu, OP, rows, &windows, max_groups * max_groups * per_group)?;
     let whole = chunks.len() == 1;
+    if variant == LayernormVariant::RowsTexture && whole {
+        let meta = Meta {
+            rows: rows as u32,
+            cols: cols as u32,
+            eps,
+            _pad: 0,
+        };
+        let groups = grid(gpu, rows.div_ceil(per_group));
+        if let Some(d) = rows_from_textures(gpu, &meta, [x, weight, bias], out, groups)? {
+            return Ok(d);
+        }
+    }
+    // The buffer kernel for every other case, `RowsTexture` over several launches included.
+    let kernel = match variant {
+        LayernormVariant::RowsTexture => LayernormVariant::Rows.kernel(),
+        v => v.kernel(),
+    };
     let launches: Vec<_> = chunks
         .into_iter()
         .map(|r| {
@@ -159,5 +191,38 @@ pub fn layernorm_with(
         .iter()
         .map(|(m, t, g)| (*m, t.iter().collect::<Vec<&Tensor>>(), *g))
         .collect();
-    Dispatch::split(gpu, variant.kernel(), &[], &launches)
+    Dispatch::split(gpu, kernel, &[], &launches)
+}
+
+/// `layernorm_rows_texture` over all rows in one launch, with the copies of x, weight and bias
+/// (f32) into scratch textures; `None` where a copy cannot be made (texture limits, an offset
+/// that does not start a texel, f16 tensors).
+fn rows_from_textures(
+    gpu: &Gpu,
+    meta: &Meta,
+    inputs: [&Tensor; 3],
+    out: &Tensor,
+    groups: [u32; 3],
+) -> Result<Option<Dispatch>> {
+    if inputs.iter().any(|t| t.elem != Elem::F32) {
+        return Ok(None);
+    }
+    let format = wgpu::TextureFormat::Rgba32Float;
+    let purposes = ["layernorm x", "layernorm weight", "layernorm bias"];
+    let copies: Option<Vec<TextureCopy>> = inputs
+        .iter()
+        .zip(purposes)
+        .map(|(t, purpose)| TextureCopy::to_scratch(gpu, purpose, t, t.len(), format))
+        .collect();
+    let Some(copies) = copies else {
+        return Ok(None);
+    };
+    let views: Vec<wgpu::TextureView> = copies
+        .iter()
+        .map(|c| c.dst.create_view(&Default::default()))
+        .collect();
+    let mut resources: Vec<Resource> = views.iter().map(Resource::Texture).collect();
+    resources.push(Resource::Tensor(out));
+    let kernel = LayernormVariant::RowsTexture.kernel();
+    Dispatch::with_textures(gpu, kernel, &[], meta, &resources, groups, copies).map(Some)
 }
