@@ -65,6 +65,8 @@ kernels! {
     "attention_softmax",
     "attention_softmax_texture" + FLAT_TEXTURE,
     "attention_merge",
+    "attention_heads_texture" + FLAT_TEXTURE,
+    "attention_merge_texture" + FLAT_TEXTURE,
     "patch_im2col",
     "vit_tokens",
     "conv2d_tiled" + EPILOGUE + EPILOGUE_F32,

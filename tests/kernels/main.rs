@@ -179,7 +179,8 @@ fn attention_matches_reference() {
         let out = gpu.zeros("out", &[batch, tokens, width]).unwrap();
         let want = attention_reference(&qkv, batch, tokens, heads, dh);
         // The matmul path with each matmul kernel (its softmax reads a texture copy of the
-        // scores exactly where the products use the matmul from textures).
+        // scores exactly where the products use the matmul from textures, and so do its
+        // layout changes where head_dim % 4 == 0).
         let runs = ops::MatmulVariant::ALL
             .map(|m| (ops::AttentionVariant::Matmul, m))
             .into_iter()
@@ -200,6 +201,20 @@ fn attention_matches_reference() {
                         }),
                     "{matmul:?}: softmax kernel"
                 );
+                // The layout changes read texture copies where the softmax does and head_dim
+                // allows vec4.
+                let texture_layout = texture_softmax && dh % 4 == 0;
+                for kernel in ["attention_heads", "attention_merge"] {
+                    let want = if texture_layout {
+                        format!("{kernel}_texture")
+                    } else {
+                        kernel.to_string()
+                    };
+                    assert!(
+                        dispatches.iter().any(|d| d.kernel == want),
+                        "{matmul:?}, head_dim {dh}: {want} did not run"
+                    );
+                }
             }
             let mut plan = Plan::default();
             plan.push_all(dispatches);

@@ -261,6 +261,96 @@ impl Attention {
         )
     }
 
+    /// Whether the layout changes read texture copies (`attention_heads_texture`,
+    /// `attention_merge_texture`): where the products run the matmul that reads textures, for
+    /// head_dim % 4 == 0.
+    fn layout_from_textures(&self) -> bool {
+        self.matmul.reads_textures() && self.head_dim.is_multiple_of(4)
+    }
+
+    /// q, k^T and v per head from `qkv` [B, T, 3, H, dh] into the scratch tensors, by
+    /// `attention_heads_texture` where `layout_from_textures` and the copy fits the texture
+    /// limits, else `attention_heads`.
+    fn heads(&self, gpu: &Gpu, qkv: &Tensor, sc: &Scratch) -> Result<Dispatch> {
+        let (b, t, h, dh, tp) = (
+            self.batch,
+            self.tokens,
+            self.heads,
+            self.head_dim,
+            self.padded,
+        );
+        let z = b * h;
+        let meta = HeadsMeta {
+            tokens: t as u32,
+            padded: tp as u32,
+            heads: h as u32,
+            head_dim: dh as u32,
+            items: z as u32,
+            _pad: [0; 3],
+        };
+        let outputs = [&sc.q, &sc.kt, &sc.v];
+        let copy = self
+            .layout_from_textures()
+            .then(|| {
+                let format = wgpu::TextureFormat::Rgba32Float;
+                TextureCopy::to_scratch(gpu, "attention qkv", qkv, b * t * 3 * h * dh, format)
+            })
+            .flatten();
+        let Some(copy) = copy else {
+            let mut tensors = vec![qkv];
+            tensors.extend(outputs);
+            let groups = grid(gpu, (z * tp * dh).div_ceil(64));
+            return Dispatch::new(gpu, "attention_heads", &[], &meta, &tensors, groups);
+        };
+        let groups = grid(gpu, (b * tp).div_ceil(8));
+        Dispatch::with_texture_copy(
+            gpu,
+            "attention_heads_texture",
+            &[],
+            &meta,
+            copy,
+            0,
+            &outputs,
+            groups,
+        )
+    }
+
+    /// The per-head outputs `o` [B * H, T, dh] back to the token stream `out` [B, T, H * dh],
+    /// by `attention_merge_texture` where `layout_from_textures` and the copy fits the texture
+    /// limits, else `attention_merge`.
+    fn merge(&self, gpu: &Gpu, o: &Tensor, out: &Tensor) -> Result<Dispatch> {
+        let (b, t, h, dh) = (self.batch, self.tokens, self.heads, self.head_dim);
+        let total = b * t * h * dh;
+        let meta = MergeMeta {
+            tokens: t as u32,
+            heads: h as u32,
+            head_dim: dh as u32,
+            total: total as u32,
+        };
+        let copy = self
+            .layout_from_textures()
+            .then(|| {
+                let format = wgpu::TextureFormat::Rgba32Float;
+                TextureCopy::to_scratch(gpu, "attention heads out", o, total, format)
+            })
+            .flatten();
+        let Some(copy) = copy else {
+            let groups = grid(gpu, total.div_ceil(64));
+            return Dispatch::new(gpu, "attention_merge", &[], &meta, &[o, out], groups);
+        };
+        let groups = grid(gpu, (b * t).div_ceil(8));
+        Dispatch::with_texture_copy(
+            gpu,
+            "attention_merge_texture",
+            &[],
+            &meta,
+            copy,
+            0,
+            &[out],
+            groups,
+        )
+    }
+
     /// The kernels of one layer: `out[B, T, H*dh]` = softmax(q k^T / sqrt(dh)) v per head,
     /// from `qkv` [B, T, 3, H, dh].
     pub fn dispatches(&self, gpu: &Gpu, qkv: &Tensor, out: &Tensor) -> Result<Vec<Dispatch>> {
@@ -272,21 +362,7 @@ impl Attention {
         check_len(OP, "qkv", qkv, b * t * 3 * h * dh)?;
         check_len(OP, "out", out, b * t * h * dh)?;
         let (z, tp) = (b * h, self.padded);
-        let heads = Dispatch::new(
-            gpu,
-            "attention_heads",
-            &[],
-            &HeadsMeta {
-                tokens: t as u32,
-                padded: tp as u32,
-                heads: h as u32,
-                head_dim: dh as u32,
-                items: z as u32,
-                _pad: [0; 3],
-            },
-            &[qkv, &sc.q, &sc.kt, &sc.v],
-            grid(gpu, (z * tp * dh).div_ceil(64)),
-        )?;
+        let heads = self.heads(gpu, qkv, sc)?;
         let products = |a: &Tensor, a_item: usize, bm: &Tensor, (k, n): (usize, usize), o| {
             matmul_batched(
                 gpu,
@@ -310,20 +386,7 @@ impl Attention {
         let softmax = self.softmax(gpu, &sc.s)?;
         // p v [T, dh] per head (the padded keys' values are zero).
         let weighted = products(&sc.s, t * tp, &sc.v, (tp, dh), &sc.o)?;
-        let total = b * t * h * dh;
-        let merge = Dispatch::new(
-            gpu,
-            "attention_merge",
-            &[],
-            &MergeMeta {
-                tokens: t as u32,
-                heads: h as u32,
-                head_dim: dh as u32,
-                total: total as u32,
-            },
-            &[&sc.o, out],
-            grid(gpu, total.div_ceil(64)),
-        )?;
+        let merge = self.merge(gpu, &sc.o, out)?;
         Ok(vec![heads, scores, softmax, weighted, merge])
     }
 }
