@@ -2,13 +2,14 @@
 // p, as PyTorch's MaxPool2d (ceil_mode=False, dilation 1), which pads with -inf: padded cells
 // never win, and a NaN in a window propagates to its output as in PyTorch.
 //   out[b, oy, ox, c] = max_{ky, kx < k, inside} x[b, oy * s - p + ky, ox * s - p + kx, c]
-// The body shared by `max_pool2d` (one channel per invocation, any C) and `max_pool2d_vec4`
-// (four, C % 4 == 0); each declares bindings 1 and 2 and `load` (unit i of x as a vec4),
-// writes its own output, and counts `params.units` in its own unit (channels, or vec4 of
-// channels).
+// The body shared by `max_pool2d` (one channel per invocation, any C), `max_pool2d_vec4`
+// (four, C % 4 == 0) and `max_pool2d_texture` (every vec4 of channels of one output pixel per
+// invocation, from a texture copy); each declares bindings 1 and 2 and `load` (unit i of x as
+// a vec4), writes its own output, and counts `params.units` in its own unit (channels, or vec4
+// of channels).
 // Bindings: 0 params (Meta); 1 x [B, H, W, C]; 2 out [B, Ho, Wo, C].
-// Grid: ceil(B * Ho * Wo * units / 64) workgroups split by `grid()`; one invocation per output
-// unit, consecutive invocations take consecutive units.
+// Grid (max_pool2d, max_pool2d_vec4): ceil(B * Ho * Wo * units / 64) workgroups split by
+// `grid()`; one invocation per output unit, consecutive invocations take consecutive units.
 //
 // Branch-free window (llvmpipe runs both sides of every branch under a lane mask): a window
 // cell outside the image is clamped to the nearest row or column inside it, which lies in the
@@ -34,6 +35,11 @@ fn window_max(i: u32) -> vec4<f32> {
     let ox = pixel % params.out_w;
     let oy = (pixel / params.out_w) % params.out_h;
     let b = pixel / (params.out_w * params.out_h);
+    return window_max_at(b, oy, ox, u);
+}
+
+// The max over the window of unit u of output pixel (b, oy, ox).
+fn window_max_at(b: u32, oy: u32, ox: u32, u: u32) -> vec4<f32> {
     let y0 = i32(oy * params.stride) - i32(params.pad);
     let x0 = i32(ox * params.stride) - i32(params.pad);
     let last_y = i32(params.height) - 1;

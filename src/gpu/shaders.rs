@@ -80,6 +80,7 @@ kernels! {
     "avg_pool2d",
     "max_pool2d" + MAX_POOL2D_COMMON,
     "max_pool2d_vec4" + MAX_POOL2D_COMMON,
+    "max_pool2d_texture" + FLAT_TEXTURE + MAX_POOL2D_COMMON,
     "global_avg_pool",
     "nchw_to_nhwc",
     "rdm_rowstats" + ROWS_VEC4 + RDM_ROWS + RDM_ROWSTATS_COMMON,

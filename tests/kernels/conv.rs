@@ -622,17 +622,27 @@ fn check_pool(gpu: &Gpu, rng: &mut Rng, dims: [usize; 4], k: usize, s: usize, p:
     let tx = gpu.upload("x", &[b, h, w, c], &x).unwrap();
     let (ho, wo) = pool::pool_output("test", dims, k, s, p).unwrap();
     let out = gpu.zeros("out", &[b, ho, wo, c]).unwrap();
-    for mode in ["max", "avg_include_pad", "avg_exclude_pad"] {
+    // Max pooling by every kernel that takes these channels (the texture kernel must not fall
+    // back here: every shape fits), average pooling by its one kernel.
+    let runs = pool::MaxPoolVariant::ALL
+        .into_iter()
+        .filter(|v| v.unsupported(c).is_none())
+        .map(|v| (Some(v), "max"))
+        .chain([(None, "avg_include_pad"), (None, "avg_exclude_pad")]);
+    for (variant, mode) in runs {
         gpu.write(&out, &vec![1234.5f32; b * ho * wo * c]);
-        let d = match mode {
-            "max" => pool::max_pool2d(gpu, &tx, dims, k, s, p, &out),
-            m => pool::avg_pool2d(gpu, &tx, dims, k, s, p, m == "avg_include_pad", &out),
+        let d = match variant {
+            Some(v) => pool::max_pool2d_with(gpu, v, &tx, dims, k, s, p, &out),
+            None => pool::avg_pool2d(gpu, &tx, dims, k, s, p, mode == "avg_include_pad", &out),
         }
         .unwrap();
+        if variant == Some(pool::MaxPoolVariant::Texture) {
+            assert_eq!(d.kernel, "max_pool2d_texture", "{dims:?}");
+        }
         run(gpu, d);
         let got: Vec<f32> = gpu.read(&out).unwrap();
         let want = pool_reference(&x, dims, k, s, p, mode);
-        let what = format!("{mode} pool {dims:?} k={k} s={s} p={p}");
+        let what = format!("{mode} pool {variant:?} {dims:?} k={k} s={s} p={p}");
         // NaN and infinities must match exactly; finite values to rounding.
         for (i, (g, e)) in got.iter().zip(&want).enumerate() {
             if !e.is_finite() {
@@ -655,8 +665,8 @@ fn check_pool(gpu: &Gpu, rng: &mut Rng, dims: [usize; 4], k: usize, s: usize, p:
 fn pooling_matches_reference() {
     let gpu = gpu();
     let mut rng = Rng::new(36);
-    // ResNet's 3x3 stride 2 pad 1 on odd and even sizes, then other windows; C % 4 == 0 takes
-    // max_pool2d_vec4.
+    // ResNet's 3x3 stride 2 pad 1 on odd and even sizes, then other windows; C % 4 == 0 also
+    // runs max_pool2d_vec4 and max_pool2d_texture.
     for (dims, k, s, p) in [
         ([2, 9, 11, 5], 3, 2, 1),
         ([2, 9, 11, 8], 3, 2, 1),
@@ -681,26 +691,33 @@ fn pooling_matches_reference() {
 
 #[test]
 fn max_pool2d_folds_large_grids() {
-    // Over 65,535 workgroups of 64 along one dimension: 1025 * 1025 * 5 outputs of one channel
-    // each (max_pool2d), and 2049 * 1025 * 2 vec4 of channels (max_pool2d_vec4).
+    // Over 65,535 workgroups along one dimension: 1025 * 1025 * 5 outputs of one channel each
+    // (max_pool2d), 2049 * 1025 * 2 vec4 of channels (max_pool2d_vec4) and 2049 * 1025 pixels
+    // (max_pool2d_texture, 8 per workgroup).
     let gpu = gpu();
     let mut rng = Rng::new(37);
     for dims in [[1, 1025, 1025, 5], [1, 2049, 1025, 8]] {
         let x = rng.vec(dims.iter().product(), -1.0, 1.0);
         let tx = gpu.upload("x", &dims, &x).unwrap();
         let out = gpu.zeros("out", &dims).unwrap();
-        run(
-            &gpu,
-            pool::max_pool2d(&gpu, &tx, dims, 3, 1, 1, &out).unwrap(),
-        );
         let want = pool_reference(&x, dims, 3, 1, 1, "max");
-        assert_close(
-            &format!("max pool {dims:?}"),
-            &gpu.read::<f32>(&out).unwrap(),
-            &want,
-            0.0,
-            0.0,
-        );
+        for v in pool::MaxPoolVariant::ALL {
+            if v.unsupported(dims[3]).is_some() {
+                continue;
+            }
+            gpu.write(&out, &vec![f32::NAN; want.len()]);
+            run(
+                &gpu,
+                pool::max_pool2d_with(&gpu, v, &tx, dims, 3, 1, 1, &out).unwrap(),
+            );
+            assert_close(
+                &format!("max pool {v:?} {dims:?}"),
+                &gpu.read::<f32>(&out).unwrap(),
+                &want,
+                0.0,
+                0.0,
+            );
+        }
     }
 }
 

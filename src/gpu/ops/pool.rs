@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Tensor, grid};
+use crate::gpu::{Dispatch, Gpu, Tensor, TextureCopy, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -77,6 +77,36 @@ fn pool(
     count_include_pad: bool,
     out: &Tensor,
 ) -> Result<Dispatch> {
+    let meta = pool_meta(
+        op,
+        lanes,
+        x,
+        dims,
+        (kernel, stride, pad),
+        count_include_pad,
+        out,
+    )?;
+    let units = (meta.batch * meta.out_h * meta.out_w * meta.channels) as usize;
+    Dispatch::new(
+        gpu,
+        kernel_name,
+        &[],
+        &meta,
+        &[x, out],
+        grid(gpu, units.div_ceil(64)),
+    )
+}
+
+/// The checked uniform of a pooling `op` whose kernel takes `lanes` adjacent channels per unit.
+fn pool_meta(
+    op: &'static str,
+    lanes: usize,
+    x: &Tensor,
+    dims: [usize; 4],
+    (kernel, stride, pad): (usize, usize, usize),
+    count_include_pad: bool,
+    out: &Tensor,
+) -> Result<PoolMeta> {
     let (oh, ow) = pool_output(op, dims, kernel, stride, pad)?;
     let [b, h, w, c] = dims;
     check_len(op, "input", x, b * h * w * c)?;
@@ -87,12 +117,11 @@ fn pool(
             "input over the 2^32 elements a kernel can index",
         ));
     }
-    let units = c / lanes;
-    let meta = PoolMeta {
+    Ok(PoolMeta {
         batch: b as u32,
         height: h as u32,
         width: w as u32,
-        channels: units as u32,
+        channels: (c / lanes) as u32,
         out_h: oh as u32,
         out_w: ow as u32,
         kernel: kernel as u32,
@@ -100,21 +129,59 @@ fn pool(
         pad: pad as u32,
         count_include_pad: count_include_pad as u32,
         _pad: [0; 2],
-    };
-    Dispatch::new(
-        gpu,
-        kernel_name,
-        &[],
-        &meta,
-        &[x, out],
-        grid(gpu, (b * oh * ow * units).div_ceil(64)),
-    )
+    })
+}
+
+/// The kernels that compute a max pooling (shaders/max_pool2d_common.wgsl); `max_pool2d`
+/// picks one per adapter and channel count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxPoolVariant {
+    /// `max_pool2d`: one channel per invocation, any C.
+    Scalar,
+    /// `max_pool2d_vec4`: four channels per invocation, C % 4 == 0.
+    Vec4,
+    /// `max_pool2d_texture`: one output pixel per invocation, all of its channels four at a
+    /// time, read from a texture copy of x; C % 4 == 0. For adapters whose matmul reads
+    /// textures (`Choices::reads_textures`). Runs as `Vec4` where the copy would exceed the
+    /// texture limits or a pixel's loop would pass llvmpipe's 65,535 iterations.
+    Texture,
+}
+
+impl MaxPoolVariant {
+    pub const ALL: [MaxPoolVariant; 3] = [
+        MaxPoolVariant::Scalar,
+        MaxPoolVariant::Vec4,
+        MaxPoolVariant::Texture,
+    ];
+
+    /// The one for this adapter and channel count: `Scalar` unless `c % 4 == 0`, then
+    /// `Texture` where the matmul reads textures, else `Vec4`.
+    pub fn pick(gpu: &Gpu, c: usize) -> MaxPoolVariant {
+        if !c.is_multiple_of(4) {
+            MaxPoolVariant::Scalar
+        } else if gpu.choices().reads_textures() {
+            MaxPoolVariant::Texture
+        } else {
+            MaxPoolVariant::Vec4
+        }
+    }
+
+    /// Why this kernel cannot pool `c` channels, if it cannot.
+    pub fn unsupported(self, c: usize) -> Option<String> {
+        match self {
+            MaxPoolVariant::Scalar => None,
+            MaxPoolVariant::Vec4 | MaxPoolVariant::Texture if !c.is_multiple_of(4) => {
+                Some(format!("{c} channels are not a multiple of 4"))
+            }
+            MaxPoolVariant::Vec4 | MaxPoolVariant::Texture => None,
+        }
+    }
 }
 
 /// `kernel` x `kernel` max pooling with `stride` and symmetric padding `pad` over NHWC `x` of
 /// `[b, h, w, c]`, into NHWC `out` `[b, ho, wo, c]` (`pool_output`). Padded cells never win
-/// (PyTorch pads with -inf); NaN propagates. ResNet's stem pool is (3, 2, 1). Four channels
-/// per invocation where `c % 4 == 0` (`max_pool2d_vec4`).
+/// (PyTorch pads with -inf); NaN propagates. ResNet's stem pool is (3, 2, 1). By the kernel
+/// this adapter wants for `c` (`MaxPoolVariant::pick`).
 pub fn max_pool2d(
     gpu: &Gpu,
     x: &Tensor,
@@ -124,25 +191,77 @@ pub fn max_pool2d(
     pad: usize,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    // Four channels per invocation as vec4 where the channels allow
-    // (shaders/max_pool2d_common.wgsl).
-    let by = if dims[3].is_multiple_of(4) {
-        ("max_pool2d_vec4", 4)
-    } else {
-        ("max_pool2d", 1)
+    let variant = MaxPoolVariant::pick(gpu, dims[3]);
+    max_pool2d_with(gpu, variant, x, dims, kernel, stride, pad, out)
+}
+
+/// `max_pool2d` by the kernel given (tests run each).
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool2d_with(
+    gpu: &Gpu,
+    variant: MaxPoolVariant,
+    x: &Tensor,
+    dims: [usize; 4],
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "max_pool2d";
+    if let Some(why) = variant.unsupported(dims[3]) {
+        return Err(Error::shape(
+            OP,
+            format!("{variant:?} kernel cannot run: {why}"),
+        ));
+    }
+    let by = match variant {
+        MaxPoolVariant::Scalar => ("max_pool2d", 1),
+        MaxPoolVariant::Vec4 => ("max_pool2d_vec4", 4),
+        MaxPoolVariant::Texture => {
+            if let Some(d) = max_pool_from_texture(gpu, x, dims, kernel, stride, pad, out)? {
+                return Ok(d);
+            }
+            ("max_pool2d_vec4", 4)
+        }
     };
-    pool(
+    pool(gpu, OP, by, x, dims, kernel, stride, pad, false, out)
+}
+
+/// `max_pool2d_texture` with the copy of x into a scratch texture; `None` where the copy would
+/// exceed the texture limits (or x's offset cannot start a texel) or a pixel's loop would pass
+/// llvmpipe's 65,535 iterations (`units * (1 + k + k^2)`, see stats_tap_common.wgsl).
+fn max_pool_from_texture(
+    gpu: &Gpu,
+    x: &Tensor,
+    dims: [usize; 4],
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    out: &Tensor,
+) -> Result<Option<Dispatch>> {
+    let meta = pool_meta("max_pool2d", 4, x, dims, (kernel, stride, pad), false, out)?;
+    let units = meta.channels as usize;
+    if units * (1 + kernel + kernel * kernel) >= 65_535 {
+        return Ok(None);
+    }
+    let [b, h, w, c] = dims;
+    let format = wgpu::TextureFormat::Rgba32Float;
+    let Some(copy) = TextureCopy::to_scratch(gpu, "max pool x", x, b * h * w * c, format) else {
+        return Ok(None);
+    };
+    let pixels = (meta.batch * meta.out_h * meta.out_w) as usize;
+    let groups = grid(gpu, pixels.div_ceil(8));
+    Dispatch::with_texture_copy(
         gpu,
-        "max_pool2d",
-        by,
-        x,
-        dims,
-        kernel,
-        stride,
-        pad,
-        false,
-        out,
+        "max_pool2d_texture",
+        &[],
+        &meta,
+        copy,
+        0,
+        &[out],
+        groups,
     )
+    .map(Some)
 }
 
 /// `kernel` x `kernel` average pooling as `max_pool2d`; the divisor is kernel^2 when
