@@ -18,7 +18,9 @@ pub struct StatsPass {
     chosen: Vec<usize>,
     /// `slot[i]`: position in `taps` of the model's tap `i`, if chosen.
     slot: Vec<Option<usize>>,
-    pooled_buffers: Vec<wgpu::Buffer>,
+    /// Every tap's pooled features of a batch, tap k from byte `pooled_offsets[k]`.
+    pooled_readback: wgpu::Buffer,
+    pooled_offsets: Vec<u64>,
     batch: usize,
     image_len: usize,
     /// The plan of a batch, recorded at the first one: its steps read the batch's valid count
@@ -55,17 +57,20 @@ impl StatsPass {
                 GramAccumulator::new(gpu, mode, t.positions * t.channels, capacity, batch)
             })
             .collect::<Result<_>>()?;
-        let pooled_buffers = taps
-            .iter()
-            .map(|t| {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("pooled read-back"),
-                    size: (batch * t.channels * 4).max(4) as u64,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
+        // Every tap's pooled features land in one read-back buffer, tap after tap, so that a
+        // batch maps it once instead of once per tap (ResNet-50 has 49 taps).
+        let mut pooled_offsets = Vec::with_capacity(taps.len());
+        let mut pooled_bytes = 0u64;
+        for t in &taps {
+            pooled_offsets.push(pooled_bytes);
+            pooled_bytes += (batch * t.channels * 4) as u64;
+        }
+        let pooled_readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("pooled read-back"),
+            size: pooled_bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let mut slot = vec![None; forward.taps.len()];
         for (k, &i) in chosen.iter().enumerate() {
             slot[i] = Some(k);
@@ -77,7 +82,8 @@ impl StatsPass {
             grams,
             chosen: chosen.to_vec(),
             slot,
-            pooled_buffers,
+            pooled_readback,
+            pooled_offsets,
             batch,
             image_len: 3 * height * width,
             plan: None,
@@ -111,11 +117,13 @@ impl StatsPass {
             .as_ref()
             .expect("recorded by begin_batch")
             .run(gpu)?;
-        self.taps
-            .iter()
-            .zip(&self.pooled_buffers)
-            .map(|(t, buffer)| read_floats(gpu, buffer, n * t.channels))
-            .collect()
+        read_pooled(
+            gpu,
+            &self.pooled_readback,
+            &self.pooled_offsets,
+            &self.taps,
+            n,
+        )
     }
 
     /// The plan of one full batch as `run_batch` records it, for profiling (running it adds
@@ -141,8 +149,8 @@ impl StatsPass {
                 drop_repeated_copies(&mut steps);
                 steps.push(Step::Copy {
                     src: self.stats[k].pooled().clone(),
-                    dst: self.pooled_buffers[k].clone(),
-                    dst_offset: 0,
+                    dst: self.pooled_readback.clone(),
+                    dst_offset: self.pooled_offsets[k],
                 });
                 steps_of.push(steps);
             }
@@ -156,9 +164,16 @@ impl StatsPass {
     }
 }
 
-fn read_floats(gpu: &Gpu, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>> {
+/// The first `n` images' pooled features `[n, C]` of every tap, from the one read-back buffer.
+fn read_pooled(
+    gpu: &Gpu,
+    buffer: &wgpu::Buffer,
+    offsets: &[u64],
+    taps: &[TapInfo],
+    n: usize,
+) -> Result<Vec<Vec<f32>>> {
     gpu.map_and_wait(buffer)?;
-    let data = {
+    let features = {
         let view = buffer
             .slice(..)
             .get_mapped_range()
@@ -166,8 +181,15 @@ fn read_floats(gpu: &Gpu, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32
                 context: "reading pooled features back".into(),
                 message: e.to_string(),
             })?;
-        bytemuck::cast_slice::<u8, f32>(&view)[..count].to_vec()
+        let all = bytemuck::cast_slice::<u8, f32>(&view);
+        taps.iter()
+            .zip(offsets)
+            .map(|(t, &at)| {
+                let first = (at / 4) as usize;
+                all[first..first + n * t.channels].to_vec()
+            })
+            .collect()
     };
     buffer.unmap();
-    Ok(data)
+    Ok(features)
 }
