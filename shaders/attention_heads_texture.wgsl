@@ -11,7 +11,8 @@
 // Bindings: 0 params (Meta); 1 qkv [B, T, 3, H, dh] in an rgba32float texture; 2 q [Z, T, dh]
 //           as vec4; 3 kt [Z, dh, Tp]; 4 v [Z, Tp, dh] as vec4.
 // Grid: ceil(B * Tp / 8) workgroups of 8 in any grid shape (linear index wid.x + wid.y * nwg.x);
-// invocations past the last row return. Loop steps per invocation: H * dh / 4.
+// invocations past the last row return. Loop steps per invocation: H * (1 + dh / 4), kept
+// below llvmpipe's 65,535 by ops::attention.
 
 // attention_heads' Meta (items = Z = B * H).
 struct Meta { tokens: u32, padded: u32, heads: u32, head_dim: u32, items: u32, _p0: u32, _p1: u32, _p2: u32 }

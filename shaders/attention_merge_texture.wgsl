@@ -9,7 +9,8 @@
 // Bindings: 0 params (Meta); 1 o [B * H, T, dh] in an rgba32float texture; 2 out [B, T, H * dh]
 //           as vec4.
 // Grid: ceil(B * T / 8) workgroups of 8 in any grid shape (linear index wid.x + wid.y * nwg.x);
-// invocations past the last row return. Loop steps per invocation: H * dh / 4.
+// invocations past the last row return. Loop steps per invocation: H * (1 + dh / 4), kept
+// below llvmpipe's 65,535 by ops::attention.
 
 // attention_merge's Meta (total = B * T * H * dh).
 struct Meta { tokens: u32, heads: u32, head_dim: u32, total: u32 }

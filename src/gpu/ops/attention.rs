@@ -263,9 +263,12 @@ impl Attention {
 
     /// Whether the layout changes read texture copies (`attention_heads_texture`,
     /// `attention_merge_texture`): where the products run the matmul that reads textures, for
-    /// head_dim % 4 == 0.
+    /// head_dim % 4 == 0 and a row's H * (1 + dh / 4) loop steps within llvmpipe's 65,535 per
+    /// invocation (see shaders/stats_tap_common.wgsl).
     fn layout_from_textures(&self) -> bool {
-        self.matmul.reads_textures() && self.head_dim.is_multiple_of(4)
+        self.matmul.reads_textures()
+            && self.head_dim.is_multiple_of(4)
+            && self.heads * (1 + self.head_dim / 4) < 65_535
     }
 
     /// q, k^T and v per head from `qkv` [B, T, 3, H, dh] into the scratch tensors, by
