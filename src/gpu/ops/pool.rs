@@ -86,12 +86,24 @@ fn pool(
         count_include_pad,
         out,
     )?;
+    per_unit(gpu, kernel_name, &meta, x, out)
+}
+
+/// The launch of a pooling kernel that takes one unit (`meta.channels` counts them) per
+/// invocation, 64 invocations per workgroup.
+fn per_unit(
+    gpu: &Gpu,
+    kernel_name: &'static str,
+    meta: &PoolMeta,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
     let units = (meta.batch * meta.out_h * meta.out_w * meta.channels) as usize;
     Dispatch::new(
         gpu,
         kernel_name,
         &[],
-        &meta,
+        meta,
         &[x, out],
         grid(gpu, units.div_ceil(64)),
     )
@@ -214,39 +226,38 @@ pub fn max_pool2d_with(
             format!("{variant:?} kernel cannot run: {why}"),
         ));
     }
-    let by = match variant {
-        MaxPoolVariant::Scalar => ("max_pool2d", 1),
-        MaxPoolVariant::Vec4 => ("max_pool2d_vec4", 4),
-        MaxPoolVariant::Texture => {
-            if let Some(d) = max_pool_from_texture(gpu, x, dims, kernel, stride, pad, out)? {
-                return Ok(d);
-            }
-            ("max_pool2d_vec4", 4)
-        }
+    let lanes = match variant {
+        MaxPoolVariant::Scalar => 1,
+        MaxPoolVariant::Vec4 | MaxPoolVariant::Texture => 4,
     };
-    pool(gpu, OP, by, x, dims, kernel, stride, pad, false, out)
+    let meta = pool_meta(OP, lanes, x, dims, (kernel, stride, pad), false, out)?;
+    match variant {
+        MaxPoolVariant::Scalar => per_unit(gpu, "max_pool2d", &meta, x, out),
+        MaxPoolVariant::Vec4 => per_unit(gpu, "max_pool2d_vec4", &meta, x, out),
+        MaxPoolVariant::Texture => match max_pool_from_texture(gpu, &meta, x, out)? {
+            Some(d) => Ok(d),
+            None => per_unit(gpu, "max_pool2d_vec4", &meta, x, out),
+        },
+    }
 }
 
-/// `max_pool2d_texture` with the copy of x into a scratch texture; `None` where the copy would
-/// exceed the texture limits (or x's offset cannot start a texel) or a pixel's loop would pass
-/// llvmpipe's 65,535 iterations (`units * (1 + k + k^2)`, see stats_tap_common.wgsl).
+/// `max_pool2d_texture` for the checked `meta` (vec4 units), with the copy of x into a scratch
+/// texture; `None` where the copy would exceed the texture limits (or x's offset cannot start a
+/// texel) or a pixel's loop would pass llvmpipe's 65,535 iterations (`units * (1 + k + k^2)`,
+/// see stats_tap_common.wgsl).
 fn max_pool_from_texture(
     gpu: &Gpu,
+    meta: &PoolMeta,
     x: &Tensor,
-    dims: [usize; 4],
-    kernel: usize,
-    stride: usize,
-    pad: usize,
     out: &Tensor,
 ) -> Result<Option<Dispatch>> {
-    let meta = pool_meta("max_pool2d", 4, x, dims, (kernel, stride, pad), false, out)?;
-    let units = meta.channels as usize;
-    if units * (1 + kernel + kernel * kernel) >= 65_535 {
+    let (units, k) = (meta.channels as usize, meta.kernel as usize);
+    if units * (1 + k + k * k) >= 65_535 {
         return Ok(None);
     }
-    let [b, h, w, c] = dims;
+    let len = (meta.batch * meta.height * meta.width) as usize * units * 4;
     let format = wgpu::TextureFormat::Rgba32Float;
-    let Some(copy) = TextureCopy::to_scratch(gpu, "max pool x", x, b * h * w * c, format) else {
+    let Some(copy) = TextureCopy::to_scratch(gpu, "max pool x", x, len, format) else {
         return Ok(None);
     };
     let pixels = (meta.batch * meta.out_h * meta.out_w) as usize;
@@ -255,7 +266,7 @@ fn max_pool_from_texture(
         gpu,
         "max_pool2d_texture",
         &[],
-        &meta,
+        meta,
         copy,
         0,
         &[out],
