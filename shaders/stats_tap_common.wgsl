@@ -77,7 +77,7 @@ struct Meta {
     hist_width: f32, hist_lo_units: i32, pos_hi: f32, pos_scale: f32,
     pos_scale_hi: f32, pos_scale_lo: f32, log_t1: u32, log_t2: u32,
     log_t3: u32, opaque: u32, sqrt_c: f32, shift_word: u32,
-    lin_pos_min: u32, lin_neg_max: u32, _pad0: u32, _pad1: u32,
+    lin_pos_min: u32, lin_neg_max: u32, pos_hi_up: f32, _pad1: u32,
 }
 
 // The linear (positive) histogram's edges need the table: width not a power of two, or lo not
@@ -148,6 +148,15 @@ fn df_of4(s: vec4<f32>, c: vec4<f32>) -> vec2<f32> {
 // Linear histogram word: 0 underflow (x < lo), 1 + bin, hist_bins + 1 overflow (x >= hi).
 // Branch-free; x is not NaN (NaN goes to the discard word before this matters).
 fn linear_word(x: f32) -> u32 {
+    if (HIST_EXACT) {
+        // x * scale is exact (scale a power of two, at least 1): the word is floor(x * scale)
+        // - lo_units + 1, clamped to [0, hist_bins + 1], which takes the underflow (x < lo)
+        // and the overflow (x >= hi, +Inf) without comparing x with the range. The product
+        // is clamped first so that the conversion to i32 is exact (-Inf included).
+        let t = clamp(x * params.hist_scale, -16777216.0, 16777216.0);
+        return u32(clamp(i32(floor(t)) + (1 - params.hist_lo_units), 0,
+                         i32(params.hist_bins) + 1));
+    }
     let last = i32(params.hist_bins) - 1;
     var b: i32;
     if (HIST_TABLE) {
@@ -155,16 +164,12 @@ fn linear_word(x: f32) -> u32 {
         b = clamp(i32(floor(t)), 0, last);
         b = clamp(b - select(0, 1, x < edges[b]) + select(0, 1, x >= edges[b + 1]), 0, last);
     } else {
-        // x * scale is exact (a power of two): floor gives the bin, unless the product
-        // underflows (scale < 1 only), which the edge test fixes; with scale >= 1
-        // (HIST_EXACT, the default) there is nothing to fix (an overflow is clamped, and the
-        // selects below place it).
+        // x * scale is exact (a power of two) but may underflow (scale < 1), so floor's bin
+        // is checked against the edges rebuilt exactly in f32.
         let t = clamp(x * params.hist_scale, -16777216.0, 16777216.0);
         b = clamp(i32(floor(t)) - params.hist_lo_units, 0, last);
-        if (!HIST_EXACT) {
-            let e = f32(params.hist_lo_units + b) * params.hist_width;
-            b = clamp(b - select(0, 1, x < e) + select(0, 1, x >= e + params.hist_width), 0, last);
-        }
+        let e = f32(params.hist_lo_units + b) * params.hist_width;
+        b = clamp(b - select(0, 1, x < e) + select(0, 1, x >= e + params.hist_width), 0, last);
     }
     let w = select(u32(b) + 1u, params.hist_bins + 1u, x >= params.hist_hi);
     return select(w, 0u, x < params.hist_lo);
@@ -180,16 +185,19 @@ fn keep_split(a: f32) -> vec2<f32> {
 // Positive histogram word for 0 < x: bin b covers (e_b, e_{b+1}]; pos_bins is the overflow.
 // Branch-free; the caller discards x <= 0 and NaN.
 fn pos_word(x: f32) -> u32 {
-    let last = i32(params.pos_bins) - 1;
-    let xc = min(x, params.pos_hi);
-    let p = xc * params.pos_scale;
-    var b: i32;
     if (POS_TABLE) {
-        b = clamp(i32(ceil(p)) - 1, 0, last);
+        let last = i32(params.pos_bins) - 1;
+        let xc = min(x, params.pos_hi);
+        var b = clamp(i32(ceil(xc * params.pos_scale)) - 1, 0, last);
         let e = params.hist_bins + 1u;
         b = b - select(0, 1, !(xc > edges[e + u32(b)]))
             + select(0, 1, xc > edges[e + u32(b) + 1u]);
+        return select(u32(clamp(b, 0, last)), params.pos_bins, x > params.pos_hi);
     } else {
+        // x is clamped to pos_hi_up, the f32 after hi, whose bin below is pos_bins (the
+        // overflow): so the overflow needs no comparison, and every product stays exact.
+        let xc = min(x, params.pos_hi_up);
+        let p = xc * params.pos_scale;
         // xc * scale = p + err exactly: xc > i iff p > i, or p == i and err > 0. So the bin,
         // ceil(xc * scale) - 1, is ceil(p) - 1 unless p is an integer.
         var err: f32;
@@ -204,21 +212,23 @@ fn pos_word(x: f32) -> u32 {
                 + a.y * params.pos_scale_hi) + a.y * params.pos_scale_lo;
         }
         let c = ceil(p);
-        b = i32(c) - 1 + select(0, 1, c == p && err > 0.0);
+        // At most pos_bins (p < pos_bins + 1); the max keeps bin 0 should an adapter flush
+        // a denormal product to zero.
+        return u32(max(i32(c) - 1 + select(0, 1, c == p && err > 0.0), 0));
     }
-    return select(u32(clamp(b, 0, last)), params.pos_bins, x > params.pos_hi);
 }
 
 // Log histogram word of |x| given its bits a (nonzero, not NaN): 0 below 2^-24, 1 + bin,
 // 129 at or above 2^8 (Inf included). Within an octave the bin is the number of edges
 // 2^(k/4), k = 1, 2, 3, that the mantissa reaches: integer thresholds log_t1..3.
 fn log_word(a: u32) -> u32 {
-    let e = a >> 23u;
-    let m = a & 0x7fffffu;
-    let q = select(0u, 1u, m >= params.log_t1) + select(0u, 1u, m >= params.log_t2)
-        + select(0u, 1u, m >= params.log_t3);
-    let w = 1u + (min(max(e, LOG_E_MIN), LOG_E_END) - LOG_E_MIN) * 4u + q;
-    return select(select(w, LOG_WORDS - 1u, e >= LOG_E_END), 0u, e < LOG_E_MIN);
+    // 1 + (e - LOG_E_MIN) * 4 + q, clamped: at most 0 for e < LOG_E_MIN, at least 129 for
+    // e >= LOG_E_END. Signed arithmetic (m < 2^23, e < 256): AVX2 has no unsigned compare.
+    let m = i32(a & 0x7fffffu);
+    let q = select(0, 1, m >= i32(params.log_t1)) + select(0, 1, m >= i32(params.log_t2))
+        + select(0, 1, m >= i32(params.log_t3));
+    let w = i32(a >> 23u) * 4 + q + (1 - 4 * i32(LOG_E_MIN));
+    return u32(clamp(w, 0, i32(LOG_WORDS) - 1));
 }
 
 // The one histogram update of an entry, unconditionally (see the header): the joint word of
@@ -228,17 +238,21 @@ fn log_word(a: u32) -> u32 {
 // word copy_words + 4. The clamps only keep the word in its region should an adapter flush
 // denormals to zero.
 fn scatter(x: f32, ok: bool) {
-    let a = bitcast<u32>(x) & ABS_MASK;
+    let bits = bitcast<u32>(x);
+    let a = bits & ABS_MASK;
     let pos = x > 0.0;
     let lw = linear_word(x);
     let gw = log_word(a);
-    let up = clamp(lw, params.lin_pos_min, params.hist_bins + 1u) - params.lin_pos_min
-        + pos_word(x) + gw;
+    // lw <= hist_bins + 1 always; the max and min keep each side in its region.
+    let up = max(lw, params.lin_pos_min) - params.lin_pos_min + pos_word(x) + gw;
     let down = params.neg_base + min(lw, params.lin_neg_max) + (LOG_WORDS - 1u - gw);
+    // Zero 0, NaN 1, +Inf 2, -Inf 3 (2 + the sign bit).
     let special = params.copy_words
-        + select(select(select(select(3u, 2u, pos), 1u, a > INF_BITS), 0u, a == 0u), SPECIAL, !ok);
-    let counted = ok && a != 0u && a < INF_BITS;
-    hist_words[select(special, select(down, up, pos), counted)] += 1u;
+        + select(select(2u + (bits >> 31u), 1u, a > INF_BITS), 0u, a == 0u);
+    // a != 0 && a < INF_BITS as one comparison (a - 1 wraps to the top for a = 0).
+    let counted = u32(i32(a) - 1) < INF_BITS - 1u;
+    let word = select(special, select(down, up, pos), counted);
+    hist_words[select(word, params.copy_words + SPECIAL, !ok)] += 1u;
 }
 
 // The shifts subtracted before summing moments, (values, Hoyer): the first batch takes the
