@@ -353,10 +353,10 @@ fn tap_stats(lane: u32, wid: u32) {
                 let x = load4(at, lv);
                 at += C;
                 let ab = bitcast<vec4<u32>>(x) & vec4<u32>(ABS_MASK);
-                let nan = ab > vec4<u32>(INF_BITS);
                 let fin = ab < vec4<u32>(INF_BITS);
                 let y = select(x, abs(x), use_abs);
-                cnt += select(vec4<u32>(0u), vec4<u32>(1u), ok & !nan & (y > thr));
+                // NaN is never active: every comparison with it is false.
+                cnt += select(vec4<u32>(0u), vec4<u32>(1u), ok & (y > thr));
                 pool += select(vec4<f32>(0.0), x, ok);
                 let f = ok & fin;
                 // x - shift as an exact pair (d, dl): when the shift is large next to x, the
