@@ -132,6 +132,11 @@ var<private> tokp: array<vec2<f32>, CHUNK>;
 var<workgroup> red_u: array<u32, 16>; // WG * LANE_COUNTERS
 var<workgroup> red_f: array<vec2<f32>, 48>; // WG * 6 (s1, s2, minmax, h1, h2, unused)
 
+// A copy of params that tap_stats makes before its loops, read by the histogram functions:
+// llvmpipe reloads a uniform's fields inside a loop that stores to private memory (it
+// cannot rule out that they alias), a copy in registers it does not.
+var<private> bins: Meta;
+
 fn inf() -> f32 { return bitcast<f32>(INF_BITS); }
 
 // keep, keep4, two_sum, df_add, acc4 and acc1: the prelude compensated.wgsl.
@@ -153,26 +158,26 @@ fn linear_word(x: f32) -> u32 {
         // - lo_units + 1, clamped to [0, hist_bins + 1], which takes the underflow (x < lo)
         // and the overflow (x >= hi, +Inf) without comparing x with the range. The product
         // is clamped first so that the conversion to i32 is exact (-Inf included).
-        let t = clamp(x * params.hist_scale, -16777216.0, 16777216.0);
-        return u32(clamp(i32(floor(t)) + (1 - params.hist_lo_units), 0,
-                         i32(params.hist_bins) + 1));
+        let t = clamp(x * bins.hist_scale, -16777216.0, 16777216.0);
+        return u32(clamp(i32(floor(t)) + (1 - bins.hist_lo_units), 0,
+                         i32(bins.hist_bins) + 1));
     }
-    let last = i32(params.hist_bins) - 1;
+    let last = i32(bins.hist_bins) - 1;
     var b: i32;
     if (HIST_TABLE) {
-        let t = clamp((x - params.hist_lo) * params.hist_scale, -1.0, f32(params.hist_bins));
+        let t = clamp((x - bins.hist_lo) * bins.hist_scale, -1.0, f32(bins.hist_bins));
         b = clamp(i32(floor(t)), 0, last);
         b = clamp(b - select(0, 1, x < edges[b]) + select(0, 1, x >= edges[b + 1]), 0, last);
     } else {
         // x * scale is exact (a power of two) but may underflow (scale < 1), so floor's bin
         // is checked against the edges rebuilt exactly in f32.
-        let t = clamp(x * params.hist_scale, -16777216.0, 16777216.0);
-        b = clamp(i32(floor(t)) - params.hist_lo_units, 0, last);
-        let e = f32(params.hist_lo_units + b) * params.hist_width;
-        b = clamp(b - select(0, 1, x < e) + select(0, 1, x >= e + params.hist_width), 0, last);
+        let t = clamp(x * bins.hist_scale, -16777216.0, 16777216.0);
+        b = clamp(i32(floor(t)) - bins.hist_lo_units, 0, last);
+        let e = f32(bins.hist_lo_units + b) * bins.hist_width;
+        b = clamp(b - select(0, 1, x < e) + select(0, 1, x >= e + bins.hist_width), 0, last);
     }
-    let w = select(u32(b) + 1u, params.hist_bins + 1u, x >= params.hist_hi);
-    return select(w, 0u, x < params.hist_lo);
+    let w = select(u32(b) + 1u, bins.hist_bins + 1u, x >= bins.hist_hi);
+    return select(w, 0u, x < bins.hist_lo);
 }
 
 fn keep_split(a: f32) -> vec2<f32> {
@@ -186,30 +191,30 @@ fn keep_split(a: f32) -> vec2<f32> {
 // Branch-free; the caller discards x <= 0 and NaN.
 fn pos_word(x: f32) -> u32 {
     if (POS_TABLE) {
-        let last = i32(params.pos_bins) - 1;
-        let xc = min(x, params.pos_hi);
-        var b = clamp(i32(ceil(xc * params.pos_scale)) - 1, 0, last);
-        let e = params.hist_bins + 1u;
+        let last = i32(bins.pos_bins) - 1;
+        let xc = min(x, bins.pos_hi);
+        var b = clamp(i32(ceil(xc * bins.pos_scale)) - 1, 0, last);
+        let e = bins.hist_bins + 1u;
         b = b - select(0, 1, !(xc > edges[e + u32(b)]))
             + select(0, 1, xc > edges[e + u32(b) + 1u]);
-        return select(u32(clamp(b, 0, last)), params.pos_bins, x > params.pos_hi);
+        return select(u32(clamp(b, 0, last)), bins.pos_bins, x > bins.pos_hi);
     } else {
         // x is clamped to pos_hi_up, the f32 after hi, whose bin below is pos_bins (the
         // overflow): so the overflow needs no comparison, and every product stays exact.
-        let xc = min(x, params.pos_hi_up);
-        let p = xc * params.pos_scale;
+        let xc = min(x, bins.pos_hi_up);
+        let p = xc * bins.pos_scale;
         // xc * scale = p + err exactly: xc > i iff p > i, or p == i and err > 0. So the bin,
         // ceil(xc * scale) - 1, is ceil(p) - 1 unless p is an integer.
         var err: f32;
         if (POS_TWO_POWERS) {
             // t1 = xc * hi and t2 = xc * lo are exact, p = t1 + t2 rounded (the same rounding
             // of the same real as xc * scale), and |t1| >= |t2|: Fast2Sum's error t2 - (p - t1).
-            err = (keep(xc * params.pos_scale_hi) - p) + xc * params.pos_scale_lo;
+            err = (keep(xc * bins.pos_scale_hi) - p) + xc * bins.pos_scale_lo;
         } else {
             // Dekker's product over the Veltkamp halves of xc and of the scale.
             let a = keep_split(xc);
-            err = ((keep(a.x * params.pos_scale_hi) - p) + a.x * params.pos_scale_lo
-                + a.y * params.pos_scale_hi) + a.y * params.pos_scale_lo;
+            err = ((keep(a.x * bins.pos_scale_hi) - p) + a.x * bins.pos_scale_lo
+                + a.y * bins.pos_scale_hi) + a.y * bins.pos_scale_lo;
         }
         let c = ceil(p);
         // At most pos_bins (p < pos_bins + 1); the max keeps bin 0 should an adapter flush
@@ -225,8 +230,8 @@ fn log_word(a: u32) -> u32 {
     // 1 + (e - LOG_E_MIN) * 4 + q, clamped: at most 0 for e < LOG_E_MIN, at least 129 for
     // e >= LOG_E_END. Signed arithmetic (m < 2^23, e < 256): AVX2 has no unsigned compare.
     let m = i32(a & 0x7fffffu);
-    let q = select(0, 1, m >= i32(params.log_t1)) + select(0, 1, m >= i32(params.log_t2))
-        + select(0, 1, m >= i32(params.log_t3));
+    let q = select(0, 1, m >= i32(bins.log_t1)) + select(0, 1, m >= i32(bins.log_t2))
+        + select(0, 1, m >= i32(bins.log_t3));
     let w = i32(a >> 23u) * 4 + q + (1 - 4 * i32(LOG_E_MIN));
     return u32(clamp(w, 0, i32(LOG_WORDS) - 1));
 }
@@ -244,15 +249,15 @@ fn scatter(x: f32, ok: bool) {
     let lw = linear_word(x);
     let gw = log_word(a);
     // lw <= hist_bins + 1 always; the max and min keep each side in its region.
-    let up = max(lw, params.lin_pos_min) - params.lin_pos_min + pos_word(x) + gw;
-    let down = params.neg_base + min(lw, params.lin_neg_max) + (LOG_WORDS - 1u - gw);
+    let up = max(lw, bins.lin_pos_min) - bins.lin_pos_min + pos_word(x) + gw;
+    let down = bins.neg_base + min(lw, bins.lin_neg_max) + (LOG_WORDS - 1u - gw);
     // Zero 0, NaN 1, +Inf 2, -Inf 3 (2 + the sign bit).
-    let special = params.copy_words
+    let special = bins.copy_words
         + select(select(2u + (bits >> 31u), 1u, a > INF_BITS), 0u, a == 0u);
     // a != 0 && a < INF_BITS as one comparison (a - 1 wraps to the top for a = 0).
     let counted = u32(i32(a) - 1) < INF_BITS - 1u;
     let word = select(special, select(down, up, pos), counted);
-    hist_words[select(word, params.copy_words + SPECIAL, !ok)] += 1u;
+    hist_words[select(word, bins.copy_words + SPECIAL, !ok)] += 1u;
 }
 
 // The shifts subtracted before summing moments, (values, Hoyer): the first batch takes the
@@ -311,6 +316,7 @@ fn tap_stats(lane: u32, wid: u32) {
         hist_words[w] = 0u;
     }
     let C = params.channels;
+    bins = params;
     let shifts = moment_shifts(n_valid);
     let shift = shifts.x;
 
