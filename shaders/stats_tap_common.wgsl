@@ -77,7 +77,7 @@ struct Meta {
     hist_width: f32, hist_lo_units: i32, pos_hi: f32, pos_scale: f32,
     pos_scale_hi: f32, pos_scale_lo: f32, log_t1: u32, log_t2: u32,
     log_t3: u32, opaque: u32, sqrt_c: f32, shift_word: u32,
-    lin_pos_min: u32, lin_neg_max: u32, pos_hi_up: f32, _pad1: u32,
+    lin_pos_min: u32, lin_neg_max: u32, _pad0: u32, _pad1: u32,
 }
 
 // The linear (positive) histogram's edges need the table: width not a power of two, or lo not
@@ -199,9 +199,10 @@ fn pos_word(x: f32) -> u32 {
             + select(0, 1, xc > edges[e + u32(b) + 1u]);
         return select(u32(clamp(b, 0, last)), bins.pos_bins, x > bins.pos_hi);
     } else {
-        // x is clamped to pos_hi_up, the f32 after hi, whose bin below is pos_bins (the
-        // overflow): so the overflow needs no comparison, and every product stays exact.
-        let xc = min(x, bins.pos_hi_up);
+        // x is clamped to the f32 after hi (hi > 0, so its bits plus one), whose bin below is
+        // pos_bins (the overflow): so the overflow needs no comparison, and every product
+        // stays exact.
+        let xc = min(x, bitcast<f32>(bitcast<u32>(bins.pos_hi) + 1u));
         let p = xc * bins.pos_scale;
         // xc * scale = p + err exactly: xc > i iff p > i, or p == i and err > 0. So the bin,
         // ceil(xc * scale) - 1, is ceil(p) - 1 unless p is an integer.

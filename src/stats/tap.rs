@@ -73,8 +73,7 @@ struct TapMeta {
     shift_word: u32,
     lin_pos_min: u32,
     lin_neg_max: u32,
-    /// The f32 after pos_hi: `pos_word` clamps x to it (its bin is the overflow).
-    pos_hi_up: f32,
+    _pad0: u32,
     _pad1: u32,
 }
 
@@ -510,7 +509,7 @@ impl TapStats {
             shift_word: (l.float_base + 10) as u32,
             lin_pos_min: self.joint.lin_pos_min as u32,
             lin_neg_max: self.joint.lin_neg_max as u32,
-            pos_hi_up: f32::from_bits(pos_edges[cfg.hist_pos.bins].to_bits() + 1),
+            _pad0: 0,
             _pad1: 0,
         };
         let dummy = gpu.dummy();
