@@ -10,8 +10,8 @@
 // Bindings: 1 x [B, H, W, C] in an rgba32float texture; 2 out [B, Ho, Wo, C] as vec4.
 // Grid: ceil(B * Ho * Wo / 8) workgroups of 8 in any grid shape (linear index
 // wid.x + wid.y * nwg.x); invocations past the last pixel return. Loop steps per invocation:
-// units * (1 + k^2), within llvmpipe's 65,535 for every C below 29,000 at k = 3 (ops::pool
-// keeps wider inputs on max_pool2d_vec4).
+// at most units * (1 + k + k^2), kept within gpu::LOOP_BUDGET (below llvmpipe's cap of 65,535)
+// by ops::pool, which runs wider inputs on max_pool2d_vec4 (at k = 3: C above 18,460).
 
 @group(0) @binding(1) var x_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;

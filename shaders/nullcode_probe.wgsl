@@ -7,11 +7,11 @@
 //
 // Bindings: 0 params (Meta); 1 x [rows, C]; 2 pattern [C]; 3 hoyer [rows]; 4 cos [rows].
 // Grid: ceil(rows / 64) workgroups of 64 in any grid shape (linear index wid.x + wid.y * nwg.x);
-// one invocation per row (C <= 65,535: llvmpipe's loop cap per invocation). The three sums over
-// C are compensated (TwoSum per term, errors collected apart), so each is within a few f32
-// roundings of its exact value whatever C: plain f32 sums over C = 768 were off by about 1e-6
-// in Hoyer, the size of the tolerance tests/nullcode.rs checks against f64. acc1 and `opaque`:
-// the prelude compensated.wgsl.
+// one invocation per row (C <= gpu::LOOP_BUDGET, within llvmpipe's loop cap per invocation).
+// The three sums over C are compensated (TwoSum per term, errors collected apart), so each is
+// within a few f32 roundings of its exact value whatever C: plain f32 sums over C = 768 were off
+// by about 1e-6 in Hoyer, the size of the tolerance tests/nullcode.rs checks against f64. acc1
+// and `opaque`: the prelude compensated.wgsl.
 
 struct Meta { rows: u32, channels: u32, p_norm: f32, opaque: u32 }
 

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Plan, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Plan, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
 use crate::rdm::gram::{Gram, GramSource, GramStats};
 use crate::rdm::sketch::expected_error;
 
@@ -123,10 +123,8 @@ const STORE_COLUMNS: usize = 64 * 64;
 /// Bytes of each of a block's two buffers (its store rows and its inner products), at most.
 const BLOCK_BYTES: u64 = 4 << 20;
 
-/// llvmpipe silently ends every loop of a shader invocation once the invocation has run 65,535
-/// loop iterations in all (see src/stats/tap.rs). Every kernel here keeps below this budget:
-/// the Gram kernels by splitting the width (split K), the others by refusing larger shapes.
-const LOOP_BUDGET: usize = 60_000;
+// Every kernel here keeps each invocation within gpu::LOOP_BUDGET loop iterations: the Gram
+// kernels by splitting the width (split K), the others by refusing larger shapes.
 
 /// Floats of the width one Gram workgroup covers: the subgroup kernel runs one iteration per
 /// vec4 plus 33 per run of 128 (32,768 vec4s: ~41,000 iterations), the tiled one ~43 per tile

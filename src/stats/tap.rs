@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Step, TAP_TEXTURE, Tensor, TextureCopy, grid};
 use crate::model::TapInfo;
 use crate::stats::joint::{JointBins, LOG_WORDS};
 use crate::stats::spec::{Bin, PosScale, StatsConfig, log_mantissa_thresholds};
@@ -169,12 +169,6 @@ pub fn default_groups(gpu: &Gpu, items: usize) -> usize {
     };
     target.min(items).max(1)
 }
-
-/// llvmpipe ends every loop of a shader invocation once the invocation has run 65,535 loop
-/// iterations in total (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS: one counter per function, never
-/// reset), silently. Each kernel's iterations per invocation are bounded here, with a margin,
-/// on every adapter (the bound costs nothing elsewhere).
-const LOOP_BUDGET: usize = 60_000;
 
 /// The workgroup count for `stats_tap`: `wanted`, raised until no workgroup runs more loop
 /// iterations than `LOOP_BUDGET`, and checked against `stats_fold`'s budget (its loops grow

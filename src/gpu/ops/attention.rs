@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::ops::matmul::{Batch, Epilogue, MatmulVariant, matmul_batched, runnable};
 use crate::gpu::ops::split::{RowWindow, row_chunks};
-use crate::gpu::{Dispatch, Gpu, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Tensor, TextureCopy, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -263,12 +263,11 @@ impl Attention {
 
     /// Whether the layout changes read texture copies (`attention_heads_texture`,
     /// `attention_merge_texture`): where the products run the matmul that reads textures, for
-    /// head_dim % 4 == 0 and a row's H * (1 + dh / 4) loop steps within llvmpipe's 65,535 per
-    /// invocation (see shaders/stats_tap_common.wgsl).
+    /// head_dim % 4 == 0 and a row's H * (1 + dh / 4) loop steps within `LOOP_BUDGET`.
     fn layout_from_textures(&self) -> bool {
         self.matmul.reads_textures()
             && self.head_dim.is_multiple_of(4)
-            && self.heads * (1 + self.head_dim / 4) < 65_535
+            && self.heads * (1 + self.head_dim / 4) <= LOOP_BUDGET
     }
 
     /// q, k^T and v per head from `qkv` [B, T, 3, H, dh] into the scratch tensors, by

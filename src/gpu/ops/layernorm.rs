@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
-use crate::gpu::{Dispatch, Elem, Gpu, Resource, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Elem, Gpu, LOOP_BUDGET, Resource, Tensor, TextureCopy, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -31,8 +31,8 @@ pub enum LayernormVariant {
 }
 
 /// Widest row `LayernormVariant::Rows` takes: its 3 C / 4 loop iterations per invocation stay
-/// under llvmpipe's cap of 65,535 (see stats_tap_common.wgsl).
-pub const ROWS_MAX_COLS: usize = 80_000;
+/// within `LOOP_BUDGET`.
+pub const ROWS_MAX_COLS: usize = LOOP_BUDGET * 4 / 3;
 
 impl LayernormVariant {
     pub const ALL: [LayernormVariant; 3] = [

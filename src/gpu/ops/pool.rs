@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Tensor, TextureCopy, grid};
+use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Tensor, TextureCopy, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -155,7 +155,7 @@ pub enum MaxPoolVariant {
     /// `max_pool2d_texture`: one output pixel per invocation, all of its channels four at a
     /// time, read from a texture copy of x; C % 4 == 0. For adapters whose matmul reads
     /// textures (`Choices::reads_textures`). Runs as `Vec4` where the copy would exceed the
-    /// texture limits or a pixel's loop would pass llvmpipe's 65,535 iterations.
+    /// texture limits or a pixel's loop would pass `gpu::LOOP_BUDGET` iterations.
     Texture,
 }
 
@@ -243,8 +243,7 @@ pub fn max_pool2d_with(
 
 /// `max_pool2d_texture` for the checked `meta` (vec4 units), with the copy of x into a scratch
 /// texture; `None` where the copy would exceed the texture limits (or x's offset cannot start a
-/// texel) or a pixel's loop would pass llvmpipe's 65,535 iterations (`units * (1 + k + k^2)`,
-/// see stats_tap_common.wgsl).
+/// texel) or a pixel's loop would pass `LOOP_BUDGET` iterations (`units * (1 + k + k^2)`).
 fn max_pool_from_texture(
     gpu: &Gpu,
     meta: &PoolMeta,
@@ -252,7 +251,7 @@ fn max_pool_from_texture(
     out: &Tensor,
 ) -> Result<Option<Dispatch>> {
     let (units, k) = (meta.channels as usize, meta.kernel as usize);
-    if units * (1 + k + k * k) >= 65_535 {
+    if units * (1 + k + k * k) > LOOP_BUDGET {
         return Ok(None);
     }
     let len = (meta.batch * meta.height * meta.width) as usize * units * 4;

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, Tensor, grid};
+use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Tensor, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -28,10 +28,10 @@ pub fn nullcode_probe(
 ) -> Result<Dispatch> {
     const OP: &str = "nullcode_probe";
     let c = pattern.len();
-    if c == 0 || c > 65_535 {
+    if c == 0 || c > LOOP_BUDGET {
         return Err(Error::shape(
             OP,
-            format!("{c} channels (the kernel takes 1..=65535)"),
+            format!("{c} channels (the kernel takes 1..={LOOP_BUDGET})"),
         ));
     }
     check_len(OP, "x", x, rows * c)?;
