@@ -6,7 +6,8 @@
 // Bindings: 0 params (Meta); 1 s [rows, Tp] (read-write).
 // Grid: ceil(rows / 64) workgroups of 64 in any grid shape (linear index wid.x + wid.y * nwg.x);
 // one invocation per row: on CPU adapters every load is per lane anyway, and rows are short
-// (3 T + Tp loop steps, within llvmpipe's 65,535 per invocation for T up to 16,000).
+// (3 T + Tp loop steps, kept within gpu::LOOP_BUDGET, below llvmpipe's cap of 65,535, by
+// ops::attention: T up to 15,000).
 
 struct Meta { rows: u32, tokens: u32, padded: u32, scale: f32 }
 

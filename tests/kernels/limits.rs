@@ -5,7 +5,7 @@
 
 use sparsescope::error::Error;
 use sparsescope::gpu::ops::{self, Act, Epilogue, MatmulVariant};
-use sparsescope::gpu::{Gpu, GpuOptions, LowerLimits, Plan};
+use sparsescope::gpu::{Gpu, GpuOptions, LOOP_BUDGET, LowerLimits, Plan};
 
 use super::matmul::{matmul_reference, variants};
 use crate::support::{Rng, assert_close};
@@ -143,6 +143,34 @@ fn attention_splits_a_batch_over_binding_and_grid_limits() {
     let want = crate::attention_reference(&qkv, batch, tokens, heads, dh);
     let what = format!("attention split into {launches} launches");
     assert_close(&what, &got, &want, 1e-5, 1e-5);
+}
+
+#[test]
+fn attention_rows_over_the_loop_budget_are_refused() {
+    // A row softmax of 15,001 tokens runs 3 T + Tp = 60,007 loop steps in one invocation, over
+    // gpu::LOOP_BUDGET: llvmpipe would cut its loops short silently, so the matmul path refuses
+    // it before allocating anything. (15,000 tokens, 60,000 steps, are within the budget.)
+    let gpu = Gpu::new(&GpuOptions::default())
+        .unwrap_or_else(|e| panic!("kernel tests need a wgpu adapter: {e}"));
+    let err = ops::Attention::with_matmul(
+        &gpu,
+        ops::AttentionVariant::Matmul,
+        MatmulVariant::Tiled,
+        1,
+        15_001,
+        1,
+        64,
+    )
+    .err()
+    .expect("a row over the loop budget was accepted");
+    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("15001 tokens")
+            && msg.contains("60007 loop steps")
+            && msg.contains(&LOOP_BUDGET.to_string()),
+        "{msg}"
+    );
 }
 
 #[test]

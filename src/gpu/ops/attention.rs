@@ -199,6 +199,18 @@ impl Attention {
         head_dim: usize,
     ) -> Result<Attention> {
         let padded = tokens.div_ceil(4) * 4;
+        // The row softmax runs up to 3 T + Tp loop steps per invocation (attention_softmax);
+        // no split shortens a row.
+        if variant == AttentionVariant::Matmul && 3 * tokens + padded > LOOP_BUDGET {
+            return Err(Error::shape(
+                "attention",
+                format!(
+                    "{tokens} tokens make a row softmax of {} loop steps, over the {LOOP_BUDGET} \
+                     one invocation runs on every adapter; use smaller input images",
+                    3 * tokens + padded
+                ),
+            ));
+        }
         let z = batch * heads;
         let scratch = match variant {
             AttentionVariant::Fused => None,
