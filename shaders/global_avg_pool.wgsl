@@ -1,7 +1,8 @@
 // global_avg_pool: out[b, c] = mean over the P positions of x[b, p, c] (NHWC, P = H * W).
 // Bindings: 0 params (Meta); 1 x [B, P, C]; 2 out [B, C].
 // Grid: ceil(B * C / 64) workgroups split by `grid()`; one invocation per output, consecutive
-// invocations read consecutive channels.
+// invocations read consecutive channels. One loop step per position: ops::pool refuses
+// P > gpu::LOOP_BUDGET (llvmpipe cuts an invocation's loops short after 65,535 steps).
 
 struct Meta { batch: u32, positions: u32, channels: u32, _pad: u32 }
 

@@ -174,6 +174,36 @@ fn attention_rows_over_the_loop_budget_are_refused() {
 }
 
 #[test]
+fn global_average_over_the_loop_budget_is_refused() {
+    // One invocation averages all positions of its channel: 60,001 positions are one loop step
+    // over gpu::LOOP_BUDGET, and refused; 60,000 run and give the mean.
+    let gpu = Gpu::new(&GpuOptions::default())
+        .unwrap_or_else(|e| panic!("kernel tests need a wgpu adapter: {e}"));
+    let over = LOOP_BUDGET + 1;
+    let x = gpu.zeros("x", &[over]).unwrap();
+    let out = gpu.zeros("out", &[1]).unwrap();
+    let err = ops::pool::global_avg_pool(&gpu, &x, 1, over, 1, &out)
+        .expect_err("an average over the loop budget was accepted");
+    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("{over} positions")),
+        "{err}"
+    );
+    let values: Vec<f32> = (0..LOOP_BUDGET).map(|i| (i % 7) as f32).collect();
+    let x = gpu.upload("x", &[LOOP_BUDGET], &values).unwrap();
+    let mut plan = Plan::default();
+    plan.push(ops::pool::global_avg_pool(&gpu, &x, 1, LOOP_BUDGET, 1, &out).unwrap());
+    plan.run(&gpu).unwrap();
+    let got: Vec<f32> = gpu.read(&out).unwrap();
+    let want = values.iter().map(|&v| v as f64).sum::<f64>() / LOOP_BUDGET as f64;
+    assert!(
+        (got[0] as f64 - want).abs() < 1e-3,
+        "mean {} against {want}",
+        got[0]
+    );
+}
+
+#[test]
 fn unsplittable_work_names_the_limit() {
     let gpu = small_gpu();
     // B (the weights, 200 x 100: 80 KB) cannot be split by rows of the output: the kernels

@@ -323,6 +323,16 @@ pub fn global_avg_pool(
     if positions == 0 {
         return Err(Error::shape(OP, "no positions to average"));
     }
+    // One invocation walks all positions of its channel: one loop step each.
+    if positions > LOOP_BUDGET {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "{positions} positions to average, over the {LOOP_BUDGET} loop steps one \
+                 invocation runs on every adapter; use smaller input images"
+            ),
+        ));
+    }
     check_len(OP, "input", x, batch * positions * channels)?;
     check_len(OP, "out", out, batch * channels)?;
     if batch * positions * channels > u32::MAX as usize {
