@@ -6,6 +6,7 @@ mod support;
 
 mod conv;
 mod limits;
+mod loop_budget;
 mod matmul;
 
 use sparsescope::gpu::ops;

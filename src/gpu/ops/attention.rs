@@ -1,9 +1,9 @@
 //! Multi-head self-attention over a fused qkv projection.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::check_len;
 use crate::gpu::ops::matmul::{Batch, Epilogue, MatmulVariant, matmul_batched, runnable};
 use crate::gpu::ops::split::{RowWindow, row_chunks};
+use crate::gpu::ops::{check_len, check_loop_steps};
 use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Tensor, TextureCopy, grid};
 
 #[repr(C)]
@@ -201,15 +201,13 @@ impl Attention {
         let padded = tokens.div_ceil(4) * 4;
         // The row softmax runs up to 3 T + Tp loop steps per invocation (attention_softmax);
         // no split shortens a row.
-        if variant == AttentionVariant::Matmul && 3 * tokens + padded > LOOP_BUDGET {
-            return Err(Error::shape(
+        if variant == AttentionVariant::Matmul {
+            check_loop_steps(
                 "attention",
-                format!(
-                    "{tokens} tokens make a row softmax of {} loop steps, over the {LOOP_BUDGET} \
-                     one invocation runs on every adapter; use smaller input images",
-                    3 * tokens + padded
-                ),
-            ));
+                &format!("{tokens} tokens (a row softmax)"),
+                3 * tokens + padded,
+                "use smaller input images",
+            )?;
         }
         let z = batch * heads;
         let scratch = match variant {

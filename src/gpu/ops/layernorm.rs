@@ -1,8 +1,8 @@
 //! LayerNorm over the last dimension.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
+use crate::gpu::ops::{check_len, check_loop_steps};
 use crate::gpu::{Dispatch, Elem, Gpu, LOOP_BUDGET, Resource, Tensor, TextureCopy, grid};
 
 #[repr(C)]
@@ -77,6 +77,16 @@ impl LayernormVariant {
         }
     }
 
+    /// The most loop steps one invocation runs for rows of `cols` (see `LOOP_BUDGET`): the
+    /// workgroup kernel's three walks over the row, one step per 64 columns, and its two
+    /// reductions of 6 halvings; the per-row kernels' three walks of C / 4 vec4.
+    fn loop_steps(self, cols: usize) -> usize {
+        match self {
+            LayernormVariant::Workgroup => 3 * cols.div_ceil(64) + 12,
+            LayernormVariant::Rows | LayernormVariant::RowsTexture => 3 * cols.div_ceil(4),
+        }
+    }
+
     /// Rows one workgroup normalises.
     fn rows_per_group(self) -> usize {
         match self {
@@ -119,6 +129,12 @@ pub fn layernorm_with(
             format!("kernel {} cannot run here: {why}", variant.kernel()),
         ));
     }
+    check_loop_steps(
+        OP,
+        &format!("rows of {cols} ({})", variant.kernel()),
+        variant.loop_steps(cols),
+        "a row this wide is not supported",
+    )?;
     if weight.len() != cols || bias.len() != cols {
         return Err(Error::shape(
             OP,

@@ -1,9 +1,9 @@
 //! Matrix multiplication with a fused epilogue, the workhorse of every model.
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::check_len;
 use crate::gpu::ops::split::{RowWindow, row_chunks};
 use crate::gpu::ops::texture_launch::{ATexels, texture_dispatch};
+use crate::gpu::ops::{check_len, check_loop_steps};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// Output rows and columns per workgroup of matmul_subgroup (its `ROWS` and `COLS`; a unit test
@@ -182,6 +182,16 @@ impl MatmulVariant {
         matches!(self, MatmulVariant::Subgroup | MatmulVariant::Texture)
     }
 
+    /// The most loop steps one invocation runs for a depth of `k` (see `gpu::LOOP_BUDGET`):
+    /// the subgroup body one per 8-deep block and one per remaining k, the tiled one
+    /// `tiled_loop_steps`.
+    pub fn loop_steps(self, k: usize) -> usize {
+        match self {
+            MatmulVariant::Tiled => tiled_loop_steps(k),
+            MatmulVariant::Subgroup | MatmulVariant::Texture => k / 8 + k % 8,
+        }
+    }
+
     /// Why this variant cannot run on `gpu` with `n` output columns, or `None` if it can.
     pub fn unsupported(self, gpu: &Gpu, n: usize) -> Option<String> {
         match self {
@@ -207,6 +217,13 @@ impl MatmulVariant {
             }
         }
     }
+}
+
+/// The loop steps one invocation of the tiled kernels (matmul_tiled, conv2d_tiled) runs for a
+/// depth of `k`: llvmpipe unrolls their 4-step loops but not the 16-step loop over a tile's k,
+/// so each 16-deep tile costs 1 + 16 (measured on lavapipe: K = 57,600 right, 64,000 wrong).
+pub(crate) fn tiled_loop_steps(k: usize) -> usize {
+    k.div_ceil(16) * 17
 }
 
 /// The variant `matmul()` uses on `gpu` for `n` output columns: the one timed fastest on this
@@ -337,6 +354,12 @@ pub fn matmul_batched(
             format!("kernel {} cannot run here: {why}", variant.kernel()),
         ));
     }
+    check_loop_steps(
+        OP,
+        &format!("K = {k} ({})", variant.kernel()),
+        variant.loop_steps(k),
+        "a layer with this many inputs per output is not supported",
+    )?;
     if m > 0 {
         check_len(OP, "A", a, (z - 1) * a_batch + (m - 1) * a_stride + k)?;
     }

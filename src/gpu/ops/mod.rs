@@ -21,7 +21,23 @@ pub use matmul::{
 pub use vit::{patch_im2col, vit_tokens};
 
 use crate::error::{Error, Result};
-use crate::gpu::Tensor;
+use crate::gpu::{LOOP_BUDGET, Tensor};
+
+/// Fail with a message naming the op when one invocation of its kernel would run more than
+/// `gpu::LOOP_BUDGET` loop steps (on llvmpipe its loops would end early and the results be wrong,
+/// silently): `what` names the shape that makes the `steps`, `advice` says what to change.
+pub(crate) fn check_loop_steps(op: &str, what: &str, steps: usize, advice: &str) -> Result<()> {
+    if steps <= LOOP_BUDGET {
+        return Ok(());
+    }
+    Err(Error::shape(
+        op,
+        format!(
+            "{what}: {steps} loop steps in one invocation, over the {LOOP_BUDGET} that every \
+             adapter runs; {advice}"
+        ),
+    ))
+}
 
 /// Fail with a message naming the op when `t` does not hold at least `len` elements.
 pub(crate) fn check_len(op: &str, what: &str, t: &Tensor, len: usize) -> Result<()> {

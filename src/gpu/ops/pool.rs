@@ -3,7 +3,7 @@
 //! [B, H * W, C] -> [B, C].
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::check_len;
+use crate::gpu::ops::{check_len, check_loop_steps};
 use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Tensor, TextureCopy, grid};
 
 #[repr(C)]
@@ -120,6 +120,14 @@ fn pool_meta(
     out: &Tensor,
 ) -> Result<PoolMeta> {
     let (oh, ow) = pool_output(op, dims, kernel, stride, pad)?;
+    // One invocation walks one window (its rows, and each row's cells): k (1 + k) loop steps.
+    // (The texture max pool's per-pixel loop is checked where it is chosen.)
+    check_loop_steps(
+        op,
+        &format!("a {kernel}x{kernel} window"),
+        kernel.saturating_mul(1 + kernel),
+        "no pooling window this wide is supported",
+    )?;
     let [b, h, w, c] = dims;
     check_len(op, "input", x, b * h * w * c)?;
     check_len(op, "out", out, b * oh * ow * c)?;
@@ -324,15 +332,12 @@ pub fn global_avg_pool(
         return Err(Error::shape(OP, "no positions to average"));
     }
     // One invocation walks all positions of its channel: one loop step each.
-    if positions > LOOP_BUDGET {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "{positions} positions to average, over the {LOOP_BUDGET} loop steps one \
-                 invocation runs on every adapter; use smaller input images"
-            ),
-        ));
-    }
+    check_loop_steps(
+        OP,
+        &format!("{positions} positions to average"),
+        positions,
+        "use smaller input images",
+    )?;
     check_len(OP, "input", x, batch * positions * channels)?;
     check_len(OP, "out", out, batch * channels)?;
     if batch * positions * channels > u32::MAX as usize {
