@@ -268,6 +268,34 @@ fn layernorm_row_at_the_loop_budget_runs_and_over_it_is_refused() {
 }
 
 #[test]
+fn fused_attention_at_the_loop_budget_runs_and_over_it_is_refused() {
+    let gpu = gpu();
+    let mut rng = Rng::new(26);
+    // 64 tokens (one key per lane): a head of ~29,700 is the widest within the budget.
+    let tokens = 64;
+    let dh = edge(|dh| ops::fused_loop_steps(tokens, dh));
+    let qkv = small_ints(&mut rng, tokens * 3 * dh, 2);
+    let tq = gpu.upload("qkv", &[1, tokens, 3 * dh], &qkv).unwrap();
+    let out = gpu.zeros("out", &[1, tokens, dh]).unwrap();
+    gpu.write(&out, &vec![f32::NAN; tokens * dh]);
+    run(
+        &gpu,
+        ops::attention(&gpu, &tq, 1, tokens, 1, dh, &out).unwrap(),
+    );
+    let got: Vec<f32> = gpu.read(&out).unwrap();
+    let want = crate::attention_reference(&qkv, 1, tokens, 1, dh);
+    assert_close(&format!("attention of head {dh}"), &got, &want, 1e-4, 1e-4);
+
+    let wide = dh + 1;
+    let tq = gpu.zeros("qkv", &[tokens * 3 * wide]).unwrap();
+    let out = gpu.zeros("out", &[tokens * wide]).unwrap();
+    assert_refused(
+        ops::attention(&gpu, &tq, 1, tokens, 1, wide, &out),
+        &format!("head size {wide}"),
+    );
+}
+
+#[test]
 fn attention_rows_over_the_loop_budget_are_refused() {
     // A row softmax of 15,001 tokens runs 3 T + Tp = 60,007 loop steps in one invocation, over
     // gpu::LOOP_BUDGET: llvmpipe would cut its loops short silently, so the matmul path refuses

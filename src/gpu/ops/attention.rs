@@ -18,6 +18,14 @@ struct Meta {
 /// The most tokens one attention row holds (workgroup memory of `shaders/attention.wgsl`).
 pub const MAX_TOKENS: usize = 4096;
 
+/// The most loop steps one invocation of the fused kernel (shaders/attention.wgsl, 64 lanes)
+/// runs: its scores walk T / 64 keys of dh + 1 steps, its exponentials T / 64 more, its
+/// output dh / 64 columns of T + 1, and its two reductions 6 halvings each.
+pub fn fused_loop_steps(tokens: usize, head_dim: usize) -> usize {
+    let per_lane = tokens.div_ceil(64);
+    per_lane * (2 + head_dim) + head_dim.div_ceil(64) * (1 + tokens) + 12
+}
+
 /// `out[B, T, H*dh]` = softmax(q k^T / sqrt(dh)) v per head, from `qkv` [B, T, 3, H, dh].
 pub fn attention(
     gpu: &Gpu,
@@ -35,6 +43,12 @@ pub fn attention(
             format!("{tokens} tokens exceed the kernel's {MAX_TOKENS}; use smaller input images"),
         ));
     }
+    check_loop_steps(
+        OP,
+        &format!("{tokens} tokens of head size {head_dim} (fused kernel)"),
+        fused_loop_steps(tokens, head_dim),
+        "use smaller input images",
+    )?;
     check_len(OP, "qkv", qkv, batch * tokens * 3 * heads * head_dim)?;
     check_len(OP, "out", out, batch * tokens * heads * head_dim)?;
     let meta = Meta {

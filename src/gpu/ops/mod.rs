@@ -12,7 +12,7 @@ pub mod split;
 mod texture_launch;
 mod vit;
 
-pub use attention::{Attention, AttentionVariant, attention};
+pub use attention::{Attention, AttentionVariant, attention, fused_loop_steps};
 pub use layernorm::{LayernormVariant, layernorm, layernorm_with};
 pub use matmul::{
     Act, Batch, Epilogue, MatmulVariant, SUBGROUP_COLS, SUBGROUP_ROWS, TEXTURE_WIDTH, matmul,
