@@ -12,6 +12,8 @@
 // Grid: (ceil(cout_g / 64) * ceil(M / 64) tiles folded into x and y by `grid()`, groups in z);
 //       256 invocations own a 64 x 64 output tile, 4 x 4 each; A and B tiles of depth 16 are
 //       staged in workgroup memory (8 KiB), as in matmul_tiled.
+// Fixed loops are written out (//#repeat), as in matmul_tiled, so the loop steps per
+// invocation are the tiles' and their k's (ops::matmul::tiled_loop_steps).
 // Reference: PyTorch Conv2d (cross-correlation); implicit GEMM as in cuDNN's
 // IMPLICIT_GEMM algorithm and CUTLASS's conv2d fprop (NHWC activations, KRSC-like filters).
 
@@ -62,7 +64,9 @@ fn conv2d_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     var img_row: array<i32, 4>; // b * H, or -1 past the last row
     var iy0: array<i32, 4>;
     var ix0: array<i32, 4>;
-    for (var i = 0u; i < 4u; i++) {
+    //#repeat i 4
+    {
+        let i = {i}u;
         let r = row0 + tid / TK + i * 16u;
         let ox = r % params.out_w;
         let oy = (r / params.out_w) % params.out_h;
@@ -71,10 +75,10 @@ fn conv2d_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         iy0[i] = i32(oy * params.stride) - i32(params.pad_top);
         ix0[i] = i32(ox * params.stride) - i32(params.pad_left);
     }
+    //#end
     let chan0 = g * cin_g;
 
     var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
 
     for (var k0 = 0u; k0 < params.k; k0 += TK) {
         let k = k0 + kk_a;
@@ -82,7 +86,9 @@ fn conv2d_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         let tap = k / cin_g;
         let dy = i32((tap / params.kernel_w) * params.dilation);
         let dx = i32((tap % params.kernel_w) * params.dilation);
-        for (var i = 0u; i < 4u; i++) {
+        //#repeat i 4
+        {
+            let i = {i}u;
             let iy = iy0[i] + dy;
             let ix = ix0[i] + dx;
             var v = 0.0;
@@ -92,7 +98,10 @@ fn conv2d_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             }
             a_tile[kk_a * TM + tid / TK + i * 16u] = v;
         }
-        for (var i = 0u; i < 4u; i++) {
+        //#end
+        //#repeat i 4
+        {
+            let i = {i}u;
             let e = tid + i * 256u;
             let kk = e / TN;
             let c = e % TN;
@@ -102,31 +111,39 @@ fn conv2d_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             }
             b_tile[kk * TN + c] = v;
         }
+        //#end
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             var af: array<f32, 4>;
             var bf: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
+            //#repeat i 4
+            {
+                let i = {i}u;
                 af[i] = a_tile[kk * TM + lid.y * 4u + i];
                 bf[i] = b_tile[kk * TN + lid.x * 4u + i];
             }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] += af[i] * bf[j];
-                }
+            //#end
+            //#repeat e 16
+            {
+                let i = {e}u / 4u;
+                let j = {e}u % 4u;
+                acc[i * 4u + j] += af[i] * bf[j];
             }
+            //#end
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
+    //#repeat e 16
+    {
+        let i = {e}u / 4u;
+        let j = {e}u % 4u;
         let r = row0 + lid.y * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let c = col0 + lid.x * 4u + j;
-            if (r < params.m && c < cout_g) {
-                let col = g * cout_g + c;
-                out[r * params.n + col] = epilogue(acc[i * 4u + j], r, col);
-            }
+        let c = col0 + lid.x * 4u + j;
+        if (r < params.m && c < cout_g) {
+            let col = g * cout_g + c;
+            out[r * params.n + col] = epilogue(acc[i * 4u + j], r, col);
         }
     }
+    //#end
 }

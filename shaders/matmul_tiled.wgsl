@@ -16,6 +16,9 @@ struct Meta {
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 // The weights' element type: f32, or f16 with --f16-weights (gpu::shaders::source).
+// The fixed 4- and 16-step loops are written out (//#repeat), so that an invocation runs one
+// loop step per 16-deep tile plus 16 for the tile's k, whatever the compiler unrolls: on
+// llvmpipe every loop step counts against its silent cap (ops::matmul::tiled_loop_steps).
 alias W = f32;
 @group(0) @binding(2) var<storage, read> b: array<W>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -39,10 +42,11 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     let col0 = wid.x * TN;
     let tid = lid.y * 16u + lid.x;
     var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
 
     for (var k0 = 0u; k0 < params.k; k0 += TK) {
-        for (var i = 0u; i < 4u; i++) {
+        //#repeat i 4
+        {
+            let i = {i}u;
             let e = tid + i * 256u;
             let r = e / TK;
             let kk = e % TK;
@@ -52,7 +56,10 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             }
             a_tile[kk * TM + r] = v;
         }
-        for (var i = 0u; i < 4u; i++) {
+        //#end
+        //#repeat i 4
+        {
+            let i = {i}u;
             let e = tid + i * 256u;
             let kk = e / TN;
             let c = e % TN;
@@ -62,31 +69,39 @@ fn matmul_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
             }
             b_tile[kk * TN + c] = v;
         }
+        //#end
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             var af: array<f32, 4>;
             var bf: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
+            //#repeat i 4
+            {
+                let i = {i}u;
                 af[i] = a_tile[kk * TM + lid.y * 4u + i];
                 bf[i] = b_tile[kk * TN + lid.x * 4u + i];
             }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] += af[i] * bf[j];
-                }
+            //#end
+            //#repeat e 16
+            {
+                let i = {e}u / 4u;
+                let j = {e}u % 4u;
+                acc[i * 4u + j] += af[i] * bf[j];
             }
+            //#end
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
+    //#repeat e 16
+    {
+        let i = {e}u / 4u;
+        let j = {e}u % 4u;
         let r = row0 + lid.y * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let c = col0 + lid.x * 4u + j;
-            if (r < params.m && c < params.n) {
-                let row = wid.z * params.m + r;
-                out[row * params.n + c] = epilogue(acc[i * 4u + j], row, c);
-            }
+        let c = col0 + lid.x * 4u + j;
+        if (r < params.m && c < params.n) {
+            let row = wid.z * params.m + r;
+            out[row * params.n + c] = epilogue(acc[i * 4u + j], row, c);
         }
     }
+    //#end
 }
