@@ -12,8 +12,8 @@
 // Grid: (ceil(cout_g / 64) * ceil(M / 64) tiles folded into x and y by `grid()`, groups in z);
 //       256 invocations own a 64 x 64 output tile, 4 x 4 each; A and B tiles of depth 16 are
 //       staged in workgroup memory (8 KiB), as in matmul_tiled.
-// Fixed loops are written out (//#repeat), as in matmul_tiled, so the loop steps per
-// invocation are the tiles' and their k's (ops::matmul::tiled_loop_steps).
+// The fixed loops over 4 rows or columns and the 4 x 4 products are written out (//#repeat),
+// as in matmul_tiled: 1 + 16 loop steps per 16-deep tile (ops::matmul::tiled_loop_steps).
 // Reference: PyTorch Conv2d (cross-correlation); implicit GEMM as in cuDNN's
 // IMPLICIT_GEMM algorithm and CUTLASS's conv2d fprop (NHWC activations, KRSC-like filters).
 

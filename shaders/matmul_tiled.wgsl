@@ -16,9 +16,10 @@ struct Meta {
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 // The weights' element type: f32, or f16 with --f16-weights (gpu::shaders::source).
-// The fixed 4- and 16-step loops are written out (//#repeat), so that an invocation runs one
-// loop step per 16-deep tile plus 16 for the tile's k, whatever the compiler unrolls: on
-// llvmpipe every loop step counts against its silent cap (ops::matmul::tiled_loop_steps).
+// The fixed loops over 4 rows or columns, and over the 4 x 4 products, are written out
+// (//#repeat); the loop over a tile's 16 k stays a loop. So one invocation runs 1 + 16 loop
+// steps per 16-deep tile whatever the compiler unrolls: on llvmpipe every loop step counts
+// against its silent cap (ops::matmul::tiled_loop_steps).
 alias W = f32;
 @group(0) @binding(2) var<storage, read> b: array<W>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
