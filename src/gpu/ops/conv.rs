@@ -17,7 +17,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::ops::matmul::tiled_loop_steps;
 use crate::gpu::ops::texture_launch::{ATexels, texture_dispatch};
-use crate::gpu::ops::{Epilogue, MatmulVariant, check_len, check_loop_steps, matmul};
+use crate::gpu::ops::{Epilogue, check_len, check_loop_steps, matmul};
 use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 /// Output pixels and channels per workgroup of conv2d_subgroup (its `PIXELS` and `CHANNELS`; a
@@ -311,11 +311,12 @@ impl ConvVariant {
     /// subgroup body one per kernel row and, per tap, one plus one per 8 input channels and
     /// per remaining channel (with `row_taps`, one per row plus one per 8 elements of its
     /// run); the depthwise body one per kernel row plus one per tap; the tiled body
-    /// `tiled_loop_steps` of its depth; the matmul the more of its kernels' counts.
-    pub fn loop_steps(self, spec: &ConvSpec) -> usize {
+    /// `tiled_loop_steps` of its depth. `None` for `Matmul`: `ops::matmul` checks the kernel
+    /// it runs.
+    pub fn loop_steps(self, spec: &ConvSpec) -> Option<usize> {
         let [kh, kw] = spec.kernel;
         let cin_g = spec.cin_per_group();
-        match self {
+        Some(match self {
             ConvVariant::Tiled => tiled_loop_steps(spec.gemm_k()),
             ConvVariant::Subgroup | ConvVariant::Texture if row_taps(spec) => {
                 kh * (1 + (kw * spec.cin).div_ceil(8))
@@ -324,12 +325,8 @@ impl ConvVariant {
                 kh * (1 + kw * (1 + cin_g / 8 + cin_g % 8))
             }
             ConvVariant::Depthwise | ConvVariant::DepthwiseTexture => kh * (1 + kw),
-            ConvVariant::Matmul => MatmulVariant::ALL
-                .iter()
-                .map(|v| v.loop_steps(spec.cin))
-                .max()
-                .unwrap_or(0),
-        }
+            ConvVariant::Matmul => return None,
+        })
     }
 
     /// Why this variant cannot compute `spec` on `gpu`, or `None` if it can.
@@ -450,16 +447,18 @@ pub fn conv2d_with(
         ));
     }
     let s = spec;
-    let [kh, kw] = s.kernel;
-    check_loop_steps(
-        OP,
-        &format!(
-            "a {kh}x{kw} kernel over {} input channels per group ({variant:?})",
-            s.cin_per_group()
-        ),
-        variant.loop_steps(s),
-        "a convolution this deep is not supported",
-    )?;
+    if let Some(steps) = variant.loop_steps(s) {
+        let [kh, kw] = s.kernel;
+        check_loop_steps(
+            OP,
+            &format!(
+                "a {kh}x{kw} kernel over {} input channels per group ({variant:?})",
+                s.cin_per_group()
+            ),
+            steps,
+            "a convolution this deep is not supported",
+        )?;
+    }
     let m = s.batch * oh * ow;
     let x_len = s.batch * s.height * s.width * s.cin;
     check_len(OP, "input", x, x_len)?;
