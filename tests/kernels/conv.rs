@@ -91,7 +91,7 @@ fn conv_reference(x: &[f32], w: &[f32], s: &ConvSpec, epi: &EpilogueData) -> Vec
     out
 }
 
-fn run(gpu: &Gpu, d: sparsescope::gpu::Dispatch) {
+pub(super) fn run(gpu: &Gpu, d: sparsescope::gpu::Dispatch) {
     let mut plan = Plan::default();
     plan.push(d);
     plan.run(gpu).unwrap();

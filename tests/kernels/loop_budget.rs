@@ -12,20 +12,15 @@
 use sparsescope::error::Error;
 use sparsescope::gpu::ops::conv::{ConvSpec, ConvVariant, conv_weight_layout};
 use sparsescope::gpu::ops::{self, Epilogue, LayernormVariant, MatmulVariant, pool};
-use sparsescope::gpu::{Gpu, LOOP_BUDGET, Plan, Tensor};
+use sparsescope::gpu::{Gpu, LOOP_BUDGET, Tensor};
 
+use super::conv::run;
 use super::matmul::{matmul_reference, variants};
 use crate::support::{Rng, assert_close, gpu};
 
 /// `n` integers from 0 to `levels - 1`, as f32.
 fn small_ints(rng: &mut Rng, n: usize, levels: usize) -> Vec<f32> {
     (0..n).map(|_| rng.below(levels) as f32).collect()
-}
-
-fn run(gpu: &Gpu, d: sparsescope::gpu::Dispatch) {
-    let mut plan = Plan::default();
-    plan.push(d);
-    plan.run(gpu).unwrap();
 }
 
 /// `result` must be the loop-budget refusal of `op`, naming `what`.
@@ -307,6 +302,51 @@ fn fused_attention_at_the_loop_budget_runs_and_over_it_is_refused() {
     assert_refused(
         ops::attention(&gpu, &tq, 1, tokens, 1, wide, &out),
         &format!("head size {wide}"),
+    );
+}
+
+#[test]
+fn nullcode_probe_at_the_loop_budget_runs_and_over_it_is_refused() {
+    // One invocation walks all channels of its token, one step each. The token and the pattern
+    // are one-hot at the last channel, so its cosine is 1 only if that channel was reached
+    // (a loop cut short sees a zero token: cosine 0).
+    let gpu = gpu();
+    let c = LOOP_BUDGET;
+    let mut one_hot = vec![0.0f32; c];
+    one_hot[c - 1] = 2.0;
+    let tx = gpu.upload("x", &[1, c], &one_hot).unwrap();
+    let tp = gpu
+        .upload(
+            "pattern",
+            &[c],
+            &one_hot
+                .iter()
+                .map(|&v| (v != 0.0) as u8 as f32)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let (th, tc) = (gpu.zeros("h", &[1]).unwrap(), gpu.zeros("c", &[1]).unwrap());
+    run(
+        &gpu,
+        ops::probe::nullcode_probe(&gpu, &tx, &tp, 1, 1, &th, &tc).unwrap(),
+    );
+    assert_eq!(
+        gpu.read::<f32>(&tc).unwrap(),
+        vec![1.0],
+        "cosine over {c} channels"
+    );
+    assert_eq!(
+        gpu.read::<f32>(&th).unwrap(),
+        vec![1.0],
+        "Hoyer over {c} channels"
+    );
+
+    let over = c + 1;
+    let tx = gpu.zeros("x", &[1, over]).unwrap();
+    let tp = gpu.zeros("pattern", &[over]).unwrap();
+    assert_refused(
+        ops::probe::nullcode_probe(&gpu, &tx, &tp, 1, 1, &th, &tc),
+        &format!("{over} channels"),
     );
 }
 

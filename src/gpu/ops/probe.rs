@@ -2,8 +2,8 @@
 //! binary pattern (`shaders/nullcode_probe.wgsl`).
 
 use crate::error::{Error, Result};
-use crate::gpu::ops::check_len;
-use crate::gpu::{Dispatch, Gpu, LOOP_BUDGET, Tensor, grid};
+use crate::gpu::ops::{check_len, check_loop_steps};
+use crate::gpu::{Dispatch, Gpu, Tensor, grid};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -28,12 +28,16 @@ pub fn nullcode_probe(
 ) -> Result<Dispatch> {
     const OP: &str = "nullcode_probe";
     let c = pattern.len();
-    if c == 0 || c > LOOP_BUDGET {
-        return Err(Error::shape(
-            OP,
-            format!("{c} channels (the kernel takes 1..={LOOP_BUDGET})"),
-        ));
+    if c == 0 {
+        return Err(Error::shape(OP, "no channels"));
     }
+    // One invocation walks all channels of its row: one loop step each.
+    check_loop_steps(
+        OP,
+        &format!("{c} channels"),
+        c,
+        "probe a layer with fewer channels",
+    )?;
     check_len(OP, "x", x, rows * c)?;
     check_len(OP, "hoyer", hoyer, rows)?;
     check_len(OP, "cos", cos, rows)?;
