@@ -16,7 +16,9 @@ pub struct KernelTime {
     pub kernel: &'static str,
     pub dispatches: usize,
     pub seconds: f64,
-    /// Share of the profiled forward-plus-statistics time.
+    /// GPU time before its dispatches, where their texture copies run (`DispatchTime`).
+    pub copy_seconds: f64,
+    /// Share of the profiled forward-plus-statistics kernel time.
     pub share: f64,
     pub gflops: f64,
     /// Bound bytes over time: a lower bound on the bandwidth the kernel used.
@@ -28,6 +30,9 @@ pub struct KernelTime {
 pub struct DispatchTime {
     pub kernel: &'static str,
     pub seconds: f64,
+    /// GPU time from the end of the dispatch before to the start of this one: the texture
+    /// copies it reads (`gpu::KernelProfile::copy_seconds`).
+    pub copy_seconds: f64,
     /// Useful floating-point operations (0 for kernels that only move or count).
     pub flops: u64,
     /// Bytes of the buffers the dispatch binds.
@@ -131,11 +136,12 @@ pub fn bench(
         let plan = pass.profiled_plan(gpu)?;
         plan.profile(gpu)?
             .into_iter()
-            .map(|(kernel, flops, bytes, seconds)| DispatchTime {
-                kernel,
-                seconds,
-                flops,
-                bytes,
+            .map(|k| DispatchTime {
+                kernel: k.kernel,
+                seconds: k.seconds,
+                copy_seconds: k.copy_seconds,
+                flops: k.flops,
+                bytes: k.bytes,
             })
             .collect()
     } else {
@@ -173,6 +179,7 @@ fn group_by_kernel(dispatches: &[DispatchTime]) -> Vec<KernelTime> {
                     kernel: d.kernel,
                     dispatches: 0,
                     seconds: 0.0,
+                    copy_seconds: 0.0,
                     share: 0.0,
                     gflops: 0.0,
                     gbytes_per_s: 0.0,
@@ -182,6 +189,7 @@ fn group_by_kernel(dispatches: &[DispatchTime]) -> Vec<KernelTime> {
         };
         g.dispatches += 1;
         g.seconds += d.seconds;
+        g.copy_seconds += d.copy_seconds;
         // Accumulate totals in the rate fields; divided by time below.
         g.gflops += d.flops as f64 / 1e9;
         g.gbytes_per_s += d.bytes as f64 / 1e9;

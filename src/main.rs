@@ -458,19 +458,20 @@ fn open_fitted(
 /// `bench --each`: every dispatch of the profiled batch, in plan order.
 fn print_dispatches(dispatches: &[sparsescope::bench::DispatchTime], w: usize) {
     println!(
-        "  {:>5} {:w$} {:>10} {:>9} {:>10} {:>9}",
-        "#", "kernel", "ms", "GFLOP/s", "MFLOP", "MB bound"
+        "  {:>5} {:w$} {:>10} {:>9} {:>10} {:>9} {:>8}",
+        "#", "kernel", "ms", "GFLOP/s", "MFLOP", "MB bound", "copy ms"
     );
     for (i, d) in dispatches.iter().enumerate() {
         let t = d.seconds.max(f64::MIN_POSITIVE);
         println!(
-            "  {:>5} {:w$} {:>10.3} {:>9.1} {:>10.1} {:>9.1}",
+            "  {:>5} {:w$} {:>10.3} {:>9.1} {:>10.1} {:>9.1} {:>8.3}",
             i,
             d.kernel,
             1e3 * d.seconds,
             d.flops as f64 / t / 1e9,
             d.flops as f64 / 1e6,
-            d.bytes as f64 / 1e6
+            d.bytes as f64 / 1e6,
+            1e3 * d.copy_seconds
         );
     }
 }
@@ -748,19 +749,27 @@ fn run(cli: Cli) -> Result<()> {
                         .iter()
                         .map(|k| k.kernel.len())
                         .fold(24, usize::max);
+                    let kernels: f64 = r.kernels.iter().map(|k| k.seconds).sum();
+                    let copies: f64 = r.kernels.iter().map(|k| k.copy_seconds).sum();
                     println!(
-                        "  {:w$} {:>6} {:>10} {:>7} {:>9} {:>8}",
-                        "kernel", "calls", "ms/batch", "share", "GFLOP/s", "GB/s"
+                        "GPU time per batch: {:.1} ms in kernels, {:.1} ms in the copies before them",
+                        1e3 * kernels,
+                        1e3 * copies
+                    );
+                    println!(
+                        "  {:w$} {:>6} {:>10} {:>7} {:>9} {:>8} {:>8}",
+                        "kernel", "calls", "ms/batch", "share", "GFLOP/s", "GB/s", "copy ms"
                     );
                     for k in &r.kernels {
                         println!(
-                            "  {:w$} {:>6} {:>10.2} {:>6.1}% {:>9.1} {:>8.1}",
+                            "  {:w$} {:>6} {:>10.2} {:>6.1}% {:>9.1} {:>8.1} {:>8.2}",
                             k.kernel,
                             k.dispatches,
                             1e3 * k.seconds,
                             100.0 * k.share,
                             k.gflops,
-                            k.gbytes_per_s
+                            k.gbytes_per_s,
+                            1e3 * k.copy_seconds
                         );
                     }
                     if *each {

@@ -219,19 +219,36 @@ fn bench_reports_throughput_and_kernel_times() {
     let share: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
     assert!((share - 1.0).abs() < 1e-9, "shares sum to {share}");
     // `dispatches` holds the same batch dispatch by dispatch: per kernel, as many as `kernels`
-    // counts, and their times add up to its.
+    // counts, and their times (and the times of the copies before them) add up to its.
     let dispatches = v["dispatches"].as_array().unwrap();
     for k in kernels {
         let own: Vec<&serde_json::Value> =
             dispatches.iter().filter(|d| name(d) == name(k)).collect();
         assert_eq!(own.len() as u64, k["dispatches"].as_u64().unwrap(), "{k}");
-        let seconds: f64 = own.iter().map(|d| d["seconds"].as_f64().unwrap()).sum();
-        let want = k["seconds"].as_f64().unwrap();
-        assert!(
-            (seconds - want).abs() <= 1e-9 * want.max(1.0),
-            "{k}: {seconds}"
-        );
+        for field in ["seconds", "copy_seconds"] {
+            let times: Vec<f64> = own.iter().map(|d| d[field].as_f64().unwrap()).collect();
+            assert!(
+                times.iter().all(|t| t.is_finite() && *t >= 0.0),
+                "{k}: {field} {times:?}"
+            );
+            let sum: f64 = times.iter().sum();
+            let want = k[field].as_f64().unwrap();
+            assert!(
+                (sum - want).abs() <= 1e-9 * want.max(1.0),
+                "{k}: {field} {sum}"
+            );
+        }
     }
+    // Copies and pass boundaries take time: it is measured, not left at zero.
+    let copies: f64 = dispatches
+        .iter()
+        .map(|d| d["copy_seconds"].as_f64().unwrap())
+        .sum();
+    assert!(
+        copies > 0.0,
+        "no copy time measured over {} dispatches",
+        dispatches.len()
+    );
     // The plan's first dispatch is the stem's layout change, before any statistics.
     assert_eq!(name(&dispatches[0]), "nchw_to_nhwc", "{:?}", dispatches[0]);
 }

@@ -10,7 +10,8 @@ pub mod tuning;
 
 pub use context::{AdapterSummary, Gpu, GpuOptions, LowerLimits};
 pub use plan::{
-    Dispatch, Plan, Resource, Step, TAP_TEXTURE, TextureCopy, drop_repeated_copies, grid,
+    Dispatch, KernelProfile, Plan, Resource, Step, TAP_TEXTURE, TextureCopy, drop_repeated_copies,
+    grid,
 };
 pub use tensor::{Elem, Tensor, beyond_f16};
 

@@ -460,6 +460,20 @@ pub enum Step {
     Tap(usize),
 }
 
+/// One kernel of a profiled run of a plan (`Plan::profile`), in plan order.
+#[derive(Debug, Clone)]
+pub struct KernelProfile {
+    pub kernel: &'static str,
+    pub flops: u64,
+    pub bytes: u64,
+    /// GPU seconds of the kernel's compute pass.
+    pub seconds: f64,
+    /// GPU seconds from the end of the kernel before (or the start of the plan) to the start
+    /// of this one: the texture copies this kernel reads, any buffer copies recorded before
+    /// it, and a pass boundary (tens of microseconds on lavapipe).
+    pub copy_seconds: f64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub steps: Vec<Step>,
@@ -544,9 +558,9 @@ impl Plan {
     }
 
     /// Run the plan once with every kernel in its own compute pass bracketed by GPU timestamps
-    /// (the adapter must have TIMESTAMP_QUERY); returns (kernel, flops, bytes, seconds) for the
-    /// first 2,048 kernels (a query set holds at most 4,096 timestamps).
-    pub fn profile(&self, gpu: &Gpu) -> Result<Vec<(&'static str, u64, u64, f64)>> {
+    /// (the adapter must have TIMESTAMP_QUERY); returns the times of the first 2,047 kernels (a
+    /// query set holds at most 4,096 timestamps, two of which mark the start).
+    pub fn profile(&self, gpu: &Gpu) -> Result<Vec<KernelProfile>> {
         if !gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
             return Err(Error::Gpu {
                 context: "profiling".into(),
@@ -560,9 +574,11 @@ impl Plan {
                 Step::Kernel(d) => Some(d),
                 _ => None,
             })
-            .take(2048)
+            .take(2047)
             .collect();
-        let count = (2 * kernels.len()).max(2) as u32;
+        // Timestamps 0 and 1: an empty pass that marks the start, so that the first kernel's
+        // copies are timed too; then kernel k's pass at 2 + 2k and 3 + 2k.
+        let count = (2 + 2 * kernels.len()) as u32;
         let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("kernel timestamps"),
             ty: wgpu::QueryType::Timestamp,
@@ -576,19 +592,25 @@ impl Plan {
             mapped_at_creation: false,
         });
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let timed_pass = |encoder: &mut wgpu::CommandEncoder, label, at: u32| {
+            encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(label),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &queries,
+                        beginning_of_pass_write_index: Some(at),
+                        end_of_pass_write_index: Some(at + 1),
+                    }),
+                })
+                .forget_lifetime()
+        };
+        drop(timed_pass(&mut encoder, "start", 0));
         let mut k = 0u32;
         for step in &self.steps {
             match step {
                 Step::Kernel(d) if (k as usize) < kernels.len() => {
                     d.encode_copies(&mut encoder);
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some(d.kernel),
-                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                            query_set: &queries,
-                            beginning_of_pass_write_index: Some(2 * k),
-                            end_of_pass_write_index: Some(2 * k + 1),
-                        }),
-                    });
+                    let mut pass = timed_pass(&mut encoder, d.kernel, 2 + 2 * k);
                     d.record(&mut pass);
                     k += 1;
                 }
@@ -606,12 +628,19 @@ impl Plan {
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect();
         let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        let span = |from: u64, to: u64| to.saturating_sub(from) as f64 * period;
         Ok(kernels
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                let t = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
-                (d.kernel, d.flops, d.bytes, t)
+                let (begin, end) = (ticks[2 + 2 * i], ticks[3 + 2 * i]);
+                KernelProfile {
+                    kernel: d.kernel,
+                    flops: d.flops,
+                    bytes: d.bytes,
+                    seconds: span(begin, end),
+                    copy_seconds: span(ticks[1 + 2 * i], begin),
+                }
             })
             .collect())
     }
