@@ -54,8 +54,12 @@ pub struct BenchReport {
     pub forward_images_per_s: f64,
     pub forward_gflops: f64,
     pub stats_images_per_s: f64,
-    /// (forward + statistics time) / (forward time): the cost of the statistics.
+    /// The cost of the statistics: the median over the rounds of (forward + statistics time) /
+    /// (forward time), each round's two batches run back to back, so that a round slowed by
+    /// other work on the machine moves it less than a ratio of mean times.
     pub stats_cost_ratio: f64,
+    /// Each round's ratio, in the order run.
+    pub stats_cost_ratios: Vec<f64>,
     /// Images the statistics pass accumulated (warm-up and timed batches).
     pub finalise_images: usize,
     /// Seconds to finalise the flat correlation RDMs of every tap over `finalise_images` images
@@ -110,13 +114,17 @@ pub fn bench(
     // One batch of each kind per round, alternated: on a machine whose speed drifts (shared
     // cores, clock changes) both kinds see the same drift, so their ratio stays fair.
     let (mut forward, mut with_stats) = (0.0, 0.0);
+    let mut ratios = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let start = Instant::now();
         pass.forward.plan.run(gpu)?;
-        forward += start.elapsed().as_secs_f64();
+        let f = start.elapsed().as_secs_f64();
         let start = Instant::now();
         pass.run_batch(gpu, input.clone(), batch, None)?;
-        with_stats += start.elapsed().as_secs_f64();
+        let s = start.elapsed().as_secs_f64();
+        forward += f;
+        with_stats += s;
+        ratios.push(s / f);
     }
     let forward = forward / iterations as f64;
     let with_stats = with_stats / iterations as f64;
@@ -159,12 +167,25 @@ pub fn bench(
         forward_images_per_s: batch as f64 / forward,
         forward_gflops: pass.forward.plan.flops() as f64 / forward / 1e9,
         stats_images_per_s: batch as f64 / with_stats,
-        stats_cost_ratio: with_stats / forward,
+        stats_cost_ratio: median(&ratios),
+        stats_cost_ratios: ratios,
         finalise_images,
         finalise_seconds,
         kernels,
         dispatches,
     })
+}
+
+/// The median of `values` (not empty): the middle one, or the mean of the middle two.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }
 
 /// The dispatches' GPU times grouped by kernel name, slowest first.

@@ -732,8 +732,19 @@ fn run(cli: Cli) -> Result<()> {
                     "forward only:         {:8.3} images/s  ({:.1} GFLOP/s)",
                     r.forward_images_per_s, r.forward_gflops
                 );
+                let rounds = &r.stats_cost_ratios;
+                let (lo, hi) = rounds
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                        (lo.min(x), hi.max(x))
+                    });
+                let spread = if rounds.len() > 1 {
+                    format!("; median of {} rounds, {lo:.2}-{hi:.2}", rounds.len())
+                } else {
+                    String::new()
+                };
                 println!(
-                    "forward + statistics: {:8.3} images/s  (statistics cost {:.2}x the forward pass)",
+                    "forward + statistics: {:8.3} images/s  (statistics cost {:.2}x the forward pass{spread})",
                     r.stats_images_per_s, r.stats_cost_ratio
                 );
                 println!(
