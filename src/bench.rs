@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::gpu::{AdapterSummary, Gpu};
+use crate::gpu::{AdapterSummary, Gpu, KernelProfile};
 use crate::model::Network;
 use crate::pass::StatsPass;
 use crate::rdm::{DEFAULT_SKETCH_DIM, FlatMode, Measure, stream_rdms};
@@ -16,27 +16,14 @@ pub struct KernelTime {
     pub kernel: &'static str,
     pub dispatches: usize,
     pub seconds: f64,
-    /// GPU time before its dispatches, where their texture copies run (`DispatchTime`).
+    /// GPU time before its dispatches, where their texture copies run
+    /// (`gpu::KernelProfile::copy_seconds`).
     pub copy_seconds: f64,
     /// Share of the profiled forward-plus-statistics kernel time.
     pub share: f64,
     pub gflops: f64,
     /// Bound bytes over time: a lower bound on the bandwidth the kernel used.
     pub gbytes_per_s: f64,
-}
-
-/// One dispatch of the profiled forward-plus-statistics plan, in plan order.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DispatchTime {
-    pub kernel: &'static str,
-    pub seconds: f64,
-    /// GPU time from the end of the dispatch before to the start of this one: the texture
-    /// copies it reads (`gpu::KernelProfile::copy_seconds`).
-    pub copy_seconds: f64,
-    /// Useful floating-point operations (0 for kernels that only move or count).
-    pub flops: u64,
-    /// Bytes of the buffers the dispatch binds.
-    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,7 +56,7 @@ pub struct BenchReport {
     pub kernels: Vec<KernelTime>,
     /// Every dispatch of the same profiled batch in plan order (layer by layer, each tap's
     /// statistics right after its layer); empty without timestamp queries.
-    pub dispatches: Vec<DispatchTime>,
+    pub dispatches: Vec<KernelProfile>,
 }
 
 /// Time `iterations` batches of each kind, alternated, after one warm-up batch of each
@@ -143,15 +130,6 @@ pub fn bench(
     let dispatches = if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
         let plan = pass.profiled_plan(gpu)?;
         plan.profile(gpu)?
-            .into_iter()
-            .map(|k| DispatchTime {
-                kernel: k.kernel,
-                seconds: k.seconds,
-                copy_seconds: k.copy_seconds,
-                flops: k.flops,
-                bytes: k.bytes,
-            })
-            .collect()
     } else {
         Vec::new()
     };
@@ -189,7 +167,7 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// The dispatches' GPU times grouped by kernel name, slowest first.
-fn group_by_kernel(dispatches: &[DispatchTime]) -> Vec<KernelTime> {
+fn group_by_kernel(dispatches: &[KernelProfile]) -> Vec<KernelTime> {
     let total: f64 = dispatches.iter().map(|d| d.seconds).sum();
     let mut groups: Vec<KernelTime> = Vec::new();
     for d in dispatches {

@@ -456,7 +456,7 @@ fn open_fitted(
 }
 
 /// `bench --each`: every dispatch of the profiled batch, in plan order.
-fn print_dispatches(dispatches: &[sparsescope::bench::DispatchTime], w: usize) {
+fn print_dispatches(dispatches: &[sparsescope::gpu::KernelProfile], w: usize) {
     println!(
         "  {:>5} {:w$} {:>10} {:>9} {:>10} {:>9} {:>8}",
         "#", "kernel", "ms", "GFLOP/s", "MFLOP", "MB bound", "copy ms"

@@ -460,18 +460,21 @@ pub enum Step {
     Tap(usize),
 }
 
-/// One kernel of a profiled run of a plan (`Plan::profile`), in plan order.
-#[derive(Debug, Clone)]
+/// One dispatch of a profiled run of a plan (`Plan::profile`), in plan order; `bench`
+/// reports them as they are.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct KernelProfile {
     pub kernel: &'static str,
-    pub flops: u64,
-    pub bytes: u64,
     /// GPU seconds of the kernel's compute pass.
     pub seconds: f64,
     /// GPU seconds from the end of the kernel before (or the start of the plan) to the start
     /// of this one: the texture copies this kernel reads, any buffer copies recorded before
     /// it, and a pass boundary (tens of microseconds on lavapipe).
     pub copy_seconds: f64,
+    /// Useful floating-point operations (0 for kernels that only move or count).
+    pub flops: u64,
+    /// Bytes of the buffers the dispatch binds.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -636,10 +639,10 @@ impl Plan {
                 let (begin, end) = (ticks[2 + 2 * i], ticks[3 + 2 * i]);
                 KernelProfile {
                     kernel: d.kernel,
-                    flops: d.flops,
-                    bytes: d.bytes,
                     seconds: span(begin, end),
                     copy_seconds: span(ticks[1 + 2 * i], begin),
+                    flops: d.flops,
+                    bytes: d.bytes,
                 }
             })
             .collect())
